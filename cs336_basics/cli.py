@@ -1,0 +1,108 @@
+"""The ``cs336`` command line: one subcommand per stage of the pipeline.
+
+Hand-written plumbing (not exported from a notebook): it parses arguments and calls the package.
+Heavy imports (torch) happen inside the handlers so ``cs336 --help`` is instant.
+
+    cs336 download tinystories --out data/
+    cs336 train-bpe --input data/train.txt --vocab-size 10000 --out runs/tok
+    cs336 tokenize --tokenizer runs/tok --input data/train.txt --out data/train.npy
+    cs336 train --config configs/cpu.toml --set optim.lr=3e-3
+    cs336 generate --run runs/cpu --prompt "Once upon a time"
+    cs336 pipeline --preset cpu --data ../shared/data/english
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class CLIError(Exception):
+    """A user error: printed as one line without a traceback, exit status 2."""
+
+
+# ---------------------------------------------------------------- download (tokenizer issue)
+def _add_download(sub) -> None:
+    p = sub.add_parser("download", help="download TinyStories or the OpenWebText sample")
+    p.set_defaults(func=_run_download)
+
+
+def _run_download(args) -> int:
+    raise CLIError("cs336 download is not implemented yet")
+
+
+# ---------------------------------------------------------------- train-bpe (tokenizer issue)
+def _add_train_bpe(sub) -> None:
+    p = sub.add_parser("train-bpe", help="train a byte-level BPE tokenizer on a text file")
+    p.set_defaults(func=_run_train_bpe)
+
+
+def _run_train_bpe(args) -> int:
+    raise CLIError("cs336 train-bpe is not implemented yet")
+
+
+# ---------------------------------------------------------------- tokenize (tokenizer issue)
+def _add_tokenize(sub) -> None:
+    p = sub.add_parser("tokenize", help="encode a text file into a .npy array of token ids")
+    p.set_defaults(func=_run_tokenize)
+
+
+def _run_tokenize(args) -> int:
+    raise CLIError("cs336 tokenize is not implemented yet")
+
+
+# ---------------------------------------------------------------- train (training issue)
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a Transformer LM from a TOML config")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    raise CLIError("cs336 train is not implemented yet")
+
+
+# ---------------------------------------------------------------- generate (training issue)
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="sample text from a trained run")
+    p.set_defaults(func=_run_generate)
+
+
+def _run_generate(args) -> int:
+    raise CLIError("cs336 generate is not implemented yet")
+
+
+# ---------------------------------------------------------------- pipeline (training issue)
+def _add_pipeline(sub) -> None:
+    p = sub.add_parser("pipeline", help="tokenizer -> token files -> model -> samples, end to end")
+    p.set_defaults(func=_run_pipeline)
+
+
+def _run_pipeline(args) -> int:
+    raise CLIError("cs336 pipeline is not implemented yet")
+
+
+# ---------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cs336",
+        description="Train and use a from-scratch byte-level BPE tokenizer and Transformer LM.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_download, _add_train_bpe, _add_tokenize, _add_train, _add_generate, _add_pipeline):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CLIError as err:
+        print(f"cs336 {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Glue between the assignment's test suite and ``cs336_basics``.
+
+The function names and keyword arguments are the assignment's (``tests/adapters.py`` of CS336
+Spring 2025 Assignment 1), so its test files can be dropped next to this one. Glue only: every
+function builds our objects, loads the given weights and calls them; no logic lives here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import IO, Any, BinaryIO
+
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+
+def run_linear(d_in: int, d_out: int, weights: Tensor, in_features: Tensor) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_embedding(vocab_size: int, d_model: int, weights: Tensor, token_ids: Tensor) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_swiglu(
+    d_model: int, d_ff: int, w1_weight: Tensor, w2_weight: Tensor, w3_weight: Tensor, in_features: Tensor
+) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_multihead_self_attention(
+    d_model: int,
+    num_heads: int,
+    q_proj_weight: Tensor,
+    k_proj_weight: Tensor,
+    v_proj_weight: Tensor,
+    o_proj_weight: Tensor,
+    in_features: Tensor,
+) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_multihead_self_attention_with_rope(
+    d_model: int,
+    num_heads: int,
+    max_seq_len: int,
+    theta: float,
+    q_proj_weight: Tensor,
+    k_proj_weight: Tensor,
+    v_proj_weight: Tensor,
+    o_proj_weight: Tensor,
+    in_features: Tensor,
+    token_positions: Tensor | None = None,
+) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_rope(d_k: int, theta: float, max_seq_len: int, in_query_or_key: Tensor, token_positions: Tensor) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_transformer_block(
+    d_model: int,
+    num_heads: int,
+    d_ff: int,
+    max_seq_len: int,
+    theta: float,
+    weights: dict[str, Tensor],
+    in_features: Tensor,
+) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_transformer_lm(
+    vocab_size: int,
+    context_length: int,
+    d_model: int,
+    num_layers: int,
+    num_heads: int,
+    d_ff: int,
+    rope_theta: float,
+    weights: dict[str, Tensor],
+    in_indices: Tensor,
+) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_rmsnorm(d_model: int, eps: float, weights: Tensor, in_features: Tensor) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_silu(in_features: Tensor) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_get_batch(
+    dataset: npt.NDArray, batch_size: int, context_length: int, device: str
+) -> tuple[Tensor, Tensor]:
+    raise NotImplementedError("issue 4: training")
+
+
+def run_softmax(in_features: Tensor, dim: int) -> Tensor:
+    raise NotImplementedError("issue 3: the Transformer LM")
+
+
+def run_cross_entropy(inputs: Tensor, targets: Tensor) -> Tensor:
+    raise NotImplementedError("issue 4: training")
+
+
+def run_gradient_clipping(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float) -> None:
+    raise NotImplementedError("issue 4: training")
+
+
+def get_adamw_cls() -> Any:
+    raise NotImplementedError("issue 4: training")
+
+
+def run_get_lr_cosine_schedule(
+    it: int, max_learning_rate: float, min_learning_rate: float, warmup_iters: int, cosine_cycle_iters: int
+) -> float:
+    raise NotImplementedError("issue 4: training")
+
+
+def run_save_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    out: str | os.PathLike | BinaryIO | IO[bytes],
+) -> None:
+    raise NotImplementedError("issue 4: training")
+
+
+def run_load_checkpoint(
+    src: str | os.PathLike | BinaryIO | IO[bytes], model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> int:
+    raise NotImplementedError("issue 4: training")
+
+
+def get_tokenizer(
+    vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str] | None = None
+) -> Any:
+    raise NotImplementedError("issue 2: the tokenizer")
+
+
+def run_train_bpe(
+    input_path: str | os.PathLike, vocab_size: int, special_tokens: list[str], **kwargs
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    raise NotImplementedError("issue 2: the tokenizer")
