@@ -23,12 +23,30 @@ class CLIError(Exception):
 
 # ---------------------------------------------------------------- download (tokenizer issue)
 def _add_download(sub) -> None:
-    p = sub.add_parser("download", help="download TinyStories or the OpenWebText sample")
+    p = sub.add_parser(
+        "download",
+        help="download TinyStories or the OpenWebText sample",
+        description="Download the handout's data set into OUT/NAME/train.txt and OUT/NAME/valid.txt, "
+        "with a progress bar; an interrupted download resumes when the command is run again.",
+    )
+    p.add_argument("dataset", choices=["tinystories", "owt"], help="which data set")
+    p.add_argument("--out", default="data", help="parent folder (default: data/)")
+    p.add_argument("--base-url", default=None,
+                   help="fetch from this address instead of Hugging Face (also: env CS336_DATA_URL)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_download)
 
 
 def _run_download(args) -> int:
-    raise CLIError("cs336 download is not implemented yet")
+    from cs336_basics.download import DownloadError, download_dataset
+
+    try:
+        paths = download_dataset(args.dataset, args.out, base_url=args.base_url, progress=not args.quiet)
+    except DownloadError as err:
+        raise CLIError(str(err)) from None
+    for path in paths:
+        print(f"{path}  ({path.stat().st_size:,} bytes)")
+    return 0
 
 
 # ---------------------------------------------------------------- train-bpe (tokenizer issue)
