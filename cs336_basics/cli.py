@@ -99,6 +99,42 @@ def _run_pipeline(args) -> int:
     raise CLIError("cs336 pipeline is not implemented yet")
 
 
+# ---------------------------------------------------------------- plot (training issue)
+def _add_plot(sub) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="learning curves (loss vs step and vs wallclock) of one or more runs",
+        description="Draw train/loss and val/loss against step and wallclock time from each run's "
+        "metrics.jsonl into a PNG.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory (or its metrics.jsonl)")
+    p.add_argument("--out", default=None,
+                   help="PNG to write (default: RUN/learning_curves.png for one run; required for several)")
+    p.add_argument("--label", action="append", default=None, help="legend label, once per run")
+    p.add_argument("--title", default=None, help="figure title")
+    p.add_argument("--log-y", action="store_true", help="logarithmic loss axis")
+    p.set_defaults(func=_run_plot)
+
+
+def _run_plot(args) -> int:
+    from pathlib import Path
+
+    from cs336_basics.plotting import plot_learning_curves
+
+    out = args.out
+    if out is None:
+        if len(args.runs) > 1:
+            raise CLIError("several runs need --out FILE.png to say where the figure goes")
+        run = Path(args.runs[0])
+        out = (run if run.is_dir() else run.parent) / "learning_curves.png"
+    try:
+        path = plot_learning_curves(args.runs, out, labels=args.label, title=args.title, log_y=args.log_y)
+    except (FileNotFoundError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    print(path)
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -108,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_download, _add_train_bpe, _add_tokenize, _add_train, _add_generate, _add_pipeline):
+    for add in (_add_download, _add_train_bpe, _add_tokenize, _add_train, _add_generate, _add_pipeline,
+                _add_plot):
         add(sub)
     return parser
 
