@@ -1,0 +1,937 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · The Transformer language model, from scratch
+#
+# This notebook builds the decoder-only Transformer LM of the handout's section 3, one piece at a
+# time, and checks every piece against PyTorch's own implementation right after writing it.
+#
+# * `cs336_basics/nn.py`: the building blocks: `Linear`, `Embedding`, `RMSNorm`, `silu`, `SwiGLU`,
+#   `RotaryPositionalEmbedding`, `softmax`, `scaled_dot_product_attention`,
+#   `CausalMultiHeadSelfAttention`, `TransformerBlock`.
+# * `cs336_basics/model.py`: `TransformerLM` (with the switches for the handout's ablations of
+#   section 7.3) and `KVCache` for fast decoding.
+#
+# From scratch means: inside the package, no `torch.nn.functional`, no `torch.nn` layers. Tensors,
+# `nn.Parameter`, `nn.Module` and `torch.nn.init` are all we use. The checks in this notebook *may*
+# use `torch.nn.functional`: it is our oracle.
+
+# %%
+import math
+import os
+from pathlib import Path
+import tempfile
+
+SMOKE = os.environ.get("CS336_SMOKE") == "1"
+ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
+FIGURES = Path(tempfile.mkdtemp()) if SMOKE else ROOT / "figures"
+FIGURES.mkdir(exist_ok=True)
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F  # the oracle, never used by the exported code
+
+torch.manual_seed(0)
+
+# %%
+#| default_exp nn
+
+# %% [markdown]
+# ## Conventions
+#
+# Every module takes `device=` and `dtype=` so that parameters are created where they will live
+# (no CPU allocation followed by a copy to the GPU). Shapes are written `(batch, seq, d_model)`;
+# every layer accepts any number of leading "batch-like" dimensions, because the same operation is
+# applied to every batch element, position and head.
+
+# %%
+#| export
+"""Transformer building blocks, from scratch: no torch.nn.functional and no torch.nn layers.
+
+Every module takes ``device=`` and ``dtype=`` and accepts any leading batch-like dimensions::
+
+    >>> layer = Linear(4, 3)
+    >>> layer(torch.ones(2, 5, 4)).shape          # (batch, seq, d_in) -> (batch, seq, d_out)
+    torch.Size([2, 5, 3])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# %% [markdown]
+# ## Linear
+#
+# A linear layer without bias computes $y = Wx$. We store $W$ as `(out_features, in_features)`,
+# the same layout as `torch.nn.Linear`, so that a row-major input `x` of shape `(..., d_in)` is
+# multiplied as `x @ W.T`. The handout's initialisation is a normal distribution with variance
+# $2/(d_\text{in}+d_\text{out})$, truncated at three standard deviations: it keeps the variance of
+# activations roughly constant through the layer in both directions (forward and backward).
+
+# %%
+#| export
+class Linear(nn.Module):
+    """y = x W^T without bias; ``weight`` has shape (out_features, in_features).
+
+    >>> Linear(8, 2)(torch.zeros(3, 8)).shape    # (..., in_features) -> (..., out_features)
+    torch.Size([3, 2])
+    """
+
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        std = math.sqrt(2.0 / (in_features + out_features))
+        nn.init.trunc_normal_(self.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # matmul folds the leading dims into one (rows, d_in) @ (d_in, d_out) product: one GEMM
+        return x @ self.weight.T
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+# %% [markdown]
+# Check: the same weight gives the same output as `F.linear`, and the initial weights have the
+# standard deviation we asked for and nothing beyond 3σ.
+
+# %%
+layer = Linear(64, 32)
+x = torch.randn(2, 5, 64)
+assert torch.allclose(layer(x), F.linear(x, layer.weight), atol=1e-6)
+std = (2 / (64 + 32)) ** 0.5
+print(f"weight std {layer.weight.std():.4f} (target {std:.4f}), max |w|/std = {layer.weight.abs().max() / std:.2f} <= 3")
+
+# %% [markdown]
+# ## Embedding
+#
+# The embedding is a lookup table of shape `(vocab_size, d_model)`: token id `i` selects row `i`.
+# Indexing the weight with an integer tensor does exactly that, for any shape of ids. An id outside
+# the table would otherwise surface as an opaque index error deep inside the model (or a device-side
+# assert on a GPU), so we check the range first and say what is wrong.
+
+# %%
+#| export
+class Embedding(nn.Module):
+    """Look up a d-dimensional vector per token id; ``weight`` has shape (num_embeddings, embedding_dim).
+
+    >>> Embedding(10, 4)(torch.tensor([[1, 2, 3]])).shape     # (batch, seq) -> (batch, seq, d)
+    torch.Size([1, 3, 4])
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = nn.Parameter(torch.empty(num_embeddings, embedding_dim, device=device, dtype=dtype))
+        nn.init.trunc_normal_(self.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        check_token_ids(token_ids, self.num_embeddings)
+        return self.weight[token_ids]
+
+    def extra_repr(self) -> str:
+        return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
+
+
+def check_token_ids(token_ids: torch.Tensor, vocab_size: int) -> None:
+    """Raise ValueError unless ``token_ids`` is an integer tensor with values in [0, vocab_size)."""
+    if token_ids.dtype.is_floating_point or token_ids.dtype.is_complex or token_ids.dtype == torch.bool:
+        raise ValueError(f"token ids must be an integer tensor (torch.long), got dtype {token_ids.dtype}")
+    if token_ids.numel() == 0 or torch.compiler.is_compiling():
+        return  # under torch.compile a data-dependent check would split the graph; indexing still fails
+    lo, hi = torch.aminmax(token_ids)
+    lo, hi = int(lo), int(hi)
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(
+            f"token ids must lie in [0, {vocab_size}) (the vocabulary size), but they range over "
+            f"[{lo}, {hi}]; encode with the tokenizer that matches this model, or build the model "
+            f"with a larger vocab_size"
+        )
+
+# %%
+emb = Embedding(100, 16)
+ids = torch.randint(0, 100, (3, 7))
+assert torch.equal(emb(ids), F.embedding(ids, emb.weight))
+try:
+    emb(torch.tensor([[5, 100]]))
+except ValueError as e:
+    print("ValueError:", e)
+
+# %% [markdown]
+# ## RMSNorm
+#
+# RMSNorm rescales each vector by its root mean square and multiplies by a learned gain $g$:
+# $a_i / \sqrt{\frac1d\sum_j a_j^2 + \varepsilon} \cdot g_i$. Squaring can overflow in 16-bit
+# floats, so we compute in float32 and cast back to the input's dtype at the end (`.float()` is
+# free when the input already is float32). `rsqrt` gives $1/\sqrt{\cdot}$ in one kernel.
+
+# %%
+#| export
+class RMSNorm(nn.Module):
+    """Root-mean-square normalisation over the last dimension, with a learned gain (init 1).
+
+    Computes in float32 and returns the input dtype. (..., d_model) -> (..., d_model).
+
+    >>> RMSNorm(4)(torch.tensor([[3.0, -3.0, 3.0, -3.0]]))   # rms is 3
+    tensor([[ 1.0000, -1.0000,  1.0000, -1.0000]], grad_fn=<MulBackward0>)
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.d_model, self.eps = d_model, eps
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        in_dtype = x.dtype
+        x = x.float()
+        inv_rms = torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + self.eps)
+        return (x * inv_rms * self.weight).to(in_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.d_model}, eps={self.eps}"
+
+# %% [markdown]
+# Check against `F.rms_norm`, in float32 and bfloat16 (where we must return bfloat16).
+
+# %%
+norm = RMSNorm(16)
+with torch.no_grad():
+    norm.weight.uniform_(0.5, 1.5)
+x = torch.randn(4, 3, 16) * 10
+assert torch.allclose(norm(x), F.rms_norm(x, (16,), norm.weight, eps=1e-5), atol=1e-5)
+xb = x.bfloat16()
+out_b = norm(xb)
+assert out_b.dtype == torch.bfloat16
+print("max |ours - F.rms_norm| in bf16:",
+      (out_b.float() - F.rms_norm(xb.float(), (16,), norm.weight, eps=1e-5)).abs().max().item())
+
+# %% [markdown]
+# ## The feed-forward network: SiLU and SwiGLU
+#
+# SiLU is $x\,\sigma(x)$: smooth, almost ReLU for large $|x|$. SwiGLU gates it with a second
+# linear map: $\text{FFN}(x) = W_2(\text{SiLU}(W_1x) \odot W_3x)$. The inner width $d_\text{ff}$ is
+# about $\frac83 d_\text{model}$ (three matrices instead of two keep the parameter count of a
+# $4d_\text{model}$ two-matrix FFN), rounded to a multiple of 64 for the hardware.
+#
+# For the handout's SwiGLU-vs-SiLU ablation we also need the ungated FFN
+# $W_2\,\text{SiLU}(W_1x)$, with $d_\text{ff} = 4d_\text{model}$ to match parameters.
+
+# %%
+#| export
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU (swish): x * sigmoid(x), elementwise. silu(0) = 0, silu(x) -> x for large x."""
+    return x * torch.sigmoid(x)
+
+
+def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
+    """The FFN inner width: ~8/3 d_model rounded to a multiple of 64 for SwiGLU, 4 d_model for SiLU.
+
+    >>> default_d_ff(512), default_d_ff(512, "silu")
+    (1344, 2048)
+    """
+    if ffn == "silu":
+        return 4 * d_model
+    return max(64, 64 * round(8 * d_model / 3 / 64))
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward network W2(silu(W1 x) * W3 x). (..., d_model) -> (..., d_model)."""
+
+    def __init__(self, d_model: int, d_ff: int | None = None, device=None, dtype=None):
+        super().__init__()
+        d_ff = default_d_ff(d_model) if d_ff is None else d_ff
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(silu(self.w1(x)) * self.w3(x))
+
+
+class SiLUFeedForward(nn.Module):
+    """Ungated feed-forward network W2 silu(W1 x), the handout's SwiGLU ablation (d_ff = 4 d_model)."""
+
+    def __init__(self, d_model: int, d_ff: int | None = None, device=None, dtype=None):
+        super().__init__()
+        d_ff = default_d_ff(d_model, "silu") if d_ff is None else d_ff
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(silu(self.w1(x)))
+
+# %%
+x = torch.linspace(-5, 5, 101)
+assert torch.allclose(silu(x), F.silu(x), atol=1e-6)
+ffn = SwiGLU(64)
+x = torch.randn(2, 3, 64)
+expected = F.linear(F.silu(F.linear(x, ffn.w1.weight)) * F.linear(x, ffn.w3.weight), ffn.w2.weight)
+assert torch.allclose(ffn(x), expected, atol=1e-5)
+print({d: default_d_ff(d) for d in (64, 256, 512, 768, 1024, 1600)}, "(d_model -> SwiGLU d_ff)")
+
+# %% [markdown]
+# ## Rotary positional embeddings (RoPE)
+#
+# RoPE encodes position by rotating each adjacent pair $(x_{2k}, x_{2k+1})$ of a query or key
+# vector at position $i$ by the angle $\theta_{i,k} = i / \Theta^{2k/d}$. The dot product of a
+# rotated query and key then depends only on their *relative* position. The pairs rotate at
+# geometrically spaced frequencies, from one radian per token down to $\Theta^{-(d-2)/d}$.
+#
+# The angles never change, so we compute `cos` and `sin` once, `(max_seq_len, d_k/2)`, as
+# non-persistent buffers: they follow `.to(device)` but are not saved in the state dict.
+# `token_positions` select the rows; they broadcast against any leading dimensions of `x`.
+
+# %%
+#| export
+class RotaryPositionalEmbedding(nn.Module):
+    """Rotate adjacent pairs (x[2k], x[2k+1]) of the last dim by angle position / theta^(2k/d_k).
+
+    forward(x (..., seq, d_k), token_positions (..., seq)) -> (..., seq, d_k). No parameters.
+
+    >>> rope = RotaryPositionalEmbedding(10000.0, d_k=4, max_seq_len=8)
+    >>> rope(torch.ones(1, 3, 4), torch.arange(3)).shape
+    torch.Size([1, 3, 4])
+    """
+
+    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
+        super().__init__()
+        if d_k % 2:
+            raise ValueError(
+                f"RoPE rotates pairs of dimensions, so the per-head dimension d_k must be even; got "
+                f"d_k={d_k}. Pick num_heads so that d_model / num_heads is even, or use positional='none'"
+            )
+        self.theta, self.d_k, self.max_seq_len = theta, d_k, max_seq_len
+        # angles in float64 so that long contexts keep their precision, stored as float32
+        inv_freq = theta ** (-torch.arange(0, d_k, 2, dtype=torch.float64, device=device) / d_k)
+        angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float64, device=device), inv_freq)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)  # (max_seq_len, d_k/2)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.d_k:
+            raise ValueError(f"RoPE was built for d_k={self.d_k} but the input's last dim is {x.shape[-1]}")
+        if not torch.compiler.is_compiling() and token_positions.numel():
+            if int(token_positions.max()) >= self.max_seq_len or int(token_positions.min()) < 0:
+                raise ValueError(
+                    f"token positions must lie in [0, {self.max_seq_len}) (max_seq_len); got "
+                    f"[{int(token_positions.min())}, {int(token_positions.max())}]"
+                )
+        return self.rotate(x, self.cos[token_positions], self.sin[token_positions])
+
+    @staticmethod
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate the pairs of x (..., seq, d) by angles given as cos, sin (..., seq, d/2)."""
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # keep bf16 activations in bf16
+        x_even, x_odd = x.unflatten(-1, (-1, 2)).unbind(-1)
+        rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
+        return rotated.flatten(-2)
+
+    def extra_repr(self) -> str:
+        return f"theta={self.theta}, d_k={self.d_k}, max_seq_len={self.max_seq_len}"
+
+# %% [markdown]
+# Check against an independent formulation: view each pair as a complex number $x_{2k} + i x_{2k+1}$
+# and multiply by $e^{i\theta_{i,k}}$. Then look at the frequencies: the first pairs turn quickly
+# (they resolve nearby tokens), the last ones barely move over the whole context (they carry
+# coarse, long-range position).
+
+# %%
+def rope_complex(x, positions, theta):
+    d = x.shape[-1]
+    freqs = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    rot = torch.polar(torch.ones(()), (positions[..., None].double() * freqs).float())
+    return torch.view_as_real(torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2)) * rot).flatten(-2)
+
+rope = RotaryPositionalEmbedding(10000.0, d_k=16, max_seq_len=64)
+x = torch.randn(2, 4, 10, 16)                     # (batch, heads, seq, d_k)
+pos = torch.randint(0, 64, (2, 1, 10))            # broadcasts over heads
+assert torch.allclose(rope(x, pos), rope_complex(x, pos, 10000.0), atol=1e-5)
+# relative: <R_i q, R_j k> depends on i - j only
+q, k = torch.randn(16), torch.randn(16)
+dots = [rope(q[None], torch.tensor([i])) @ rope(k[None], torch.tensor([i - 3])).T for i in (3, 10, 40)]
+print("q·k at distance 3 from three absolute positions:", [round(d.item(), 4) for d in dots])
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+big = RotaryPositionalEmbedding(10000.0, d_k=64, max_seq_len=256)
+axes[0].semilogy(1 / 10000.0 ** (torch.arange(0, 64, 2) / 64), "o-")
+axes[0].set(title="RoPE frequency per pair (d_k=64)", xlabel="pair k", ylabel="radians per token")
+axes[1].imshow(big.cos.T, aspect="auto", cmap="RdBu")
+axes[1].set(title="cos(angle): pair k × position", xlabel="position", ylabel="pair k")
+fig.tight_layout()
+fig.savefig(FIGURES / "rope_frequencies.png", dpi=100)
+
+# %% [markdown]
+# ## Softmax
+#
+# $\text{softmax}(v)_i = e^{v_i} / \sum_j e^{v_j}$. Subtracting the row's maximum first changes
+# nothing mathematically but keeps `exp` from overflowing. One more case matters for attention: a
+# row where every entry is $-\infty$ (a query that may attend to nothing). Plain softmax gives
+# $0/0 = \text{NaN}$ there, which would poison everything downstream; we return zeros instead.
+#
+# Attention spends much of its non-matmul time here, so we also write the backward pass by hand:
+# with $p = \text{softmax}(x)$, $\partial L/\partial x = p \odot (g - \sum_j g_j p_j)$. That saves
+# only $p$ and runs in place where it can, instead of autograd's five-op chain (max, subtract,
+# exp, sum, divide) with a saved tensor per step.
+
+# %%
+#| export
+class _Softmax(torch.autograd.Function):
+    """Softmax with a hand-written backward: saves only the output p; grad = p * (g - sum(g * p))."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
+        row_max = x.amax(dim=dim, keepdim=True)
+        row_max = row_max.masked_fill(row_max == -math.inf, 0.0)  # all -inf row: exp gives zeros, not NaN
+        p = (x - row_max).exp_()
+        total = p.sum(dim=dim, keepdim=True)
+        p.div_(total.masked_fill_(total == 0, 1.0))
+        ctx.save_for_backward(p)
+        ctx.dim = dim
+        return p
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (p,) = ctx.saved_tensors
+        gp = grad * p
+        return gp.sub_(p * gp.sum(dim=ctx.dim, keepdim=True)), None
+
+
+def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Numerically stable softmax along ``dim``; a row of all -inf gives zeros (not NaN).
+
+    >>> softmax(torch.tensor([1000.0, 1000.0]), dim=0)
+    tensor([0.5000, 0.5000])
+    """
+    return _Softmax.apply(x, dim)
+
+# %% [markdown]
+# Check: equal to `torch.softmax` (values and gradients), stable for huge inputs, and zeros for a
+# fully masked row.
+
+# %%
+x = torch.randn(3, 5, 7, requires_grad=True)
+g = torch.randn(3, 5, 7)
+for dim in (0, 1, -1):
+    ours, = torch.autograd.grad(softmax(x, dim), x, g)
+    ref, = torch.autograd.grad(torch.softmax(x, dim), x, g)
+    assert torch.allclose(softmax(x, dim), torch.softmax(x, dim), atol=1e-6) and torch.allclose(ours, ref, atol=1e-6)
+assert torch.allclose(softmax(torch.tensor([1e4, 1e4 - 1]), 0), torch.softmax(torch.tensor([1.0, 0.0]), 0))
+print(softmax(torch.tensor([[0.0, -math.inf], [-math.inf, -math.inf]]), dim=-1))
+
+# %% [markdown]
+# ## Scaled dot-product attention
+#
+# $\text{Attention}(Q,K,V) = \text{softmax}(QK^\top/\sqrt{d_k})\,V$, batched over any leading
+# dimensions. A boolean mask says which keys each query may see (`True` = attend); the blocked
+# scores become $-\infty$ before the softmax, so their probability is exactly 0. Two small
+# economies: we scale $Q$ (size seq·d_k) instead of the scores (seq·seq), and fill the mask in
+# place on the freshly computed score tensor.
+
+# %%
+#| export
+def scaled_dot_product_attention(
+    Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d_k)) V with an optional boolean mask (True = may attend).
+
+    Q (..., queries, d_k), K (..., keys, d_k), V (..., keys, d_v), mask broadcastable to
+    (..., queries, keys) -> (..., queries, d_v). A query whose mask row is all False gets zeros.
+    """
+    d_k = Q.shape[-1]
+    scores = (Q * (1.0 / math.sqrt(d_k))) @ K.transpose(-2, -1)
+    if mask is not None:
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be a boolean tensor (True = attend), got dtype {mask.dtype}")
+        blocked = ~mask
+        if torch.broadcast_shapes(scores.shape, blocked.shape) == scores.shape:
+            scores.masked_fill_(blocked, -math.inf)  # in place: matmul's backward does not need scores
+        else:
+            scores = scores.masked_fill(blocked, -math.inf)
+    return softmax(scores, dim=-1) @ V
+
+# %%
+Q, K, V = torch.randn(2, 3, 6, 8), torch.randn(2, 3, 9, 8), torch.randn(2, 3, 9, 5)
+mask = torch.rand(6, 9) > 0.3
+mask[:, 0] = True  # every query sees at least one key, so the oracle has no NaN either
+assert torch.allclose(scaled_dot_product_attention(Q, K, V, mask), F.scaled_dot_product_attention(Q, K, V, attn_mask=mask), atol=1e-5)
+causal = torch.ones(6, 6, dtype=torch.bool).tril()
+probs = softmax(Q[0, 0] @ K[0, 0, :6].T / 8**0.5 + torch.zeros(6, 6).masked_fill(~causal, -math.inf))
+fig, ax = plt.subplots(figsize=(3, 3))
+ax.imshow(probs.detach(), cmap="Blues")
+ax.set(title="causal attention weights", xlabel="key", ylabel="query")
+fig.savefig(FIGURES / "attention_pattern.png", dpi=100, bbox_inches="tight")
+
+# %% [markdown]
+# ## Causal multi-head self-attention
+#
+# Each of $h$ heads attends with its own $d_k = d_\text{model}/h$ slice of the projected queries,
+# keys and values; the heads are concatenated and mixed by the output projection. The heads are
+# just one more batch dimension: `(batch, seq, d_model) -> (batch, heads, seq, d_k)`.
+#
+# Implementation choices, each measured in `benchmarks/bench_model.py`:
+# * The state dict keeps the assignment's separate `q_proj`, `k_proj`, `v_proj` weights, but the
+#   forward pass concatenates them and does **one** matmul (the concatenation copies 3·d² numbers,
+#   nothing next to the (batch·seq)·d·3d matmul).
+# * The causal mask is `ones(seq, seq).tril_()`: a few kilobytes of booleans made per call, never a
+#   `(context, context)` buffer per layer.
+# * RoPE is applied to queries and keys, the same rotation for every head. With `positional="none"`
+#   (the NoPE ablation) the causal mask alone must tell the model where it is.
+# * For decoding, a `kv_cache` (see `model.KVCache`) keeps the keys and values of earlier positions;
+#   new queries attend to all of them, and positions continue at `kv_cache.length`.
+
+# %%
+#| export
+class CausalMultiHeadSelfAttention(nn.Module):
+    """Causal multi-head self-attention with optional RoPE. (batch, seq, d_model) -> (batch, seq, d_model).
+
+    Parameters: q_proj, k_proj, v_proj (d_model -> d_model) and output_proj; d_k = d_v = d_model / num_heads.
+    ``max_seq_len``/``theta`` size the RoPE tables; ``positional="none"`` disables RoPE (NoPE).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        max_seq_len: int | None = None,
+        theta: float = 10000.0,
+        *,
+        positional: str = "rope",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if num_heads <= 0 or d_model % num_heads:
+            raise ValueError(
+                f"d_model ({d_model}) must be divisible by num_heads ({num_heads}) so that every head "
+                f"gets d_k = d_model / num_heads dimensions; pick e.g. num_heads in "
+                f"{[h for h in range(1, min(d_model, 64) + 1) if d_model % h == 0][-6:]}"
+            )
+        if positional not in ("rope", "none"):
+            raise ValueError(f"positional must be 'rope' or 'none', got {positional!r}")
+        self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
+        self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.rope = None
+        if positional == "rope":
+            if max_seq_len is None:
+                raise ValueError("RoPE needs max_seq_len (the longest sequence the model will see)")
+            self.rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        token_positions: torch.Tensor | None = None,
+        kv_cache=None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        """x (..., seq, d_model); token_positions (..., seq) default to start, start+1, ...
+
+        ``kv_cache`` (a ``model.KVCache``): attend to its cached keys/values for ``layer`` too and
+        append this call's; positions start at ``kv_cache.length``.
+        """
+        *lead, seq, _ = x.shape
+        h, d_k = self.num_heads, self.d_k
+        start = 0 if kv_cache is None else kv_cache.length
+        # one matmul for q, k and v: (..., seq, 3 d_model) -> 3 x (..., heads, seq, d_k)
+        w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+        qkv = (x @ w_qkv.T).unflatten(-1, (3, h, d_k)).movedim(-3, 0).transpose(-3, -2)
+        q, k, v = qkv.unbind(0)
+        if self.rope is not None:
+            if token_positions is None:
+                if start + seq > self.rope.max_seq_len:
+                    raise ValueError(
+                        f"positions {start}..{start + seq - 1} exceed max_seq_len={self.rope.max_seq_len}"
+                    )
+                cos, sin = self.rope.cos[start : start + seq], self.rope.sin[start : start + seq]
+                q, k = self.rope.rotate(q, cos, sin), self.rope.rotate(k, cos, sin)
+            else:
+                positions = token_positions.unsqueeze(-2)  # (..., 1, seq): same rotation for every head
+                q, k = self.rope(q, positions), self.rope(k, positions)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer, k, v)
+        # query i (absolute position start + i) may see keys 0 .. start + i
+        mask = torch.ones(seq, start + seq, dtype=torch.bool, device=x.device).tril_(diagonal=start)
+        out = scaled_dot_product_attention(q, k, v, mask)  # (..., heads, seq, d_k)
+        return self.output_proj(out.transpose(-3, -2).reshape(*lead, seq, self.d_model))
+
+# %% [markdown]
+# Check against `F.scaled_dot_product_attention(is_causal=True)` on the same projections, with a
+# 4-D input (two batch-like dims) and with RoPE applied by the oracle RoPE of the previous section.
+
+# %%
+def mha_oracle(x, attn, positions=None):
+    *lead, s, d = x.shape
+    h = attn.num_heads
+    split = lambda t: t.reshape(*lead, s, h, d // h).transpose(-3, -2)
+    q, k, v = (split(F.linear(x, p.weight)) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+    if positions is not None:
+        q, k = rope_complex(q, positions, 10000.0), rope_complex(k, positions, 10000.0)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return F.linear(out.transpose(-3, -2).reshape(*lead, s, d), attn.output_proj.weight)
+
+attn = CausalMultiHeadSelfAttention(32, 4, max_seq_len=16)
+x = torch.randn(2, 3, 10, 32)
+assert torch.allclose(attn(x), mha_oracle(x, attn, torch.arange(10)), atol=1e-5)
+nope = CausalMultiHeadSelfAttention(32, 4, positional="none")
+nope.load_state_dict(attn.state_dict())
+assert torch.allclose(nope(x), mha_oracle(x, nope), atol=1e-5)
+print(sorted(attn.state_dict()))
+
+# %% [markdown]
+# ## The Transformer block, and its ablations
+#
+# A pre-norm block normalises the *input* of each sub-layer and adds the sub-layer's output to a
+# clean residual stream: $z = x + \text{MHA}(\text{RMSNorm}(x))$, $y = z + \text{FFN}(\text{RMSNorm}(z))$.
+# The handout's section 7.3 asks for three variants, selected by keyword:
+# `norm="post"` (the original Transformer: $z = \text{RMSNorm}(x + \text{MHA}(x))$, ...),
+# `norm="none"` (no RMSNorm at all), `positional="none"` (NoPE) and `ffn="silu"` (ungated FFN).
+
+# %%
+#| export
+NORMS, POSITIONALS, FFNS = ("pre", "post", "none"), ("rope", "none"), ("swiglu", "silu")
+
+
+class TransformerBlock(nn.Module):
+    """One Transformer block (pre-norm by default). (batch, seq, d_model) -> (batch, seq, d_model).
+
+    Sub-modules (state-dict names): ln1, attn, ln2, ffn. ``norm``: "pre" | "post" | "none";
+    ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" (d_ff defaults to 8/3 or 4 x d_model).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int | None = None,
+        max_seq_len: int | None = None,
+        theta: float = 10000.0,
+        *,
+        norm: str = "pre",
+        positional: str = "rope",
+        ffn: str = "swiglu",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS), ("ffn", ffn, FFNS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.norm = norm
+        self.attn = CausalMultiHeadSelfAttention(
+            d_model, num_heads, max_seq_len, theta, positional=positional, device=device, dtype=dtype
+        )
+        ffn_class = SwiGLU if ffn == "swiglu" else SiLUFeedForward
+        self.ffn = ffn_class(d_model, d_ff, device=device, dtype=dtype)
+        if norm != "none":
+            self.ln1 = RMSNorm(d_model, device=device, dtype=dtype)
+            self.ln2 = RMSNorm(d_model, device=device, dtype=dtype)
+
+    def forward(
+        self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None, layer: int = 0
+    ) -> torch.Tensor:
+        if self.norm == "pre":
+            x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer)
+            return x + self.ffn(self.ln2(x))
+        if self.norm == "post":
+            x = self.ln1(x + self.attn(x, token_positions, kv_cache, layer))
+            return self.ln2(x + self.ffn(x))
+        x = x + self.attn(x, token_positions, kv_cache, layer)
+        return x + self.ffn(x)
+
+# %%
+block = TransformerBlock(32, 4, 64, max_seq_len=16)
+x = torch.randn(2, 10, 32)
+rms = lambda t, w: F.rms_norm(t, (32,), w, eps=1e-5)
+z = x + mha_oracle(rms(x, block.ln1.weight), block.attn, torch.arange(10))
+h = rms(z, block.ln2.weight)
+expected = z + F.linear(F.silu(F.linear(h, block.ffn.w1.weight)) * F.linear(h, block.ffn.w3.weight), block.ffn.w2.weight)
+assert torch.allclose(block(x), expected, atol=1e-5)
+for kw in ({"norm": "post"}, {"norm": "none"}, {"positional": "none"}, {"ffn": "silu"}):
+    b = TransformerBlock(32, 4, max_seq_len=16, **kw)
+    print(kw, "->", b(x).shape, sorted({k.split(".")[0] for k in b.state_dict()}), "d_ff", b.ffn.w1.out_features)
+
+# %% [markdown]
+# ## The language model
+#
+# Token embedding → `num_layers` blocks → final RMSNorm (pre-norm only: a post-norm block already
+# ends normalised, and the "none" ablation removes every RMSNorm) → LM head producing logits
+# `(batch, seq, vocab_size)`. `model.config` holds the constructor's keyword arguments, so a
+# checkpoint can record it and `TransformerLM(**config)` rebuilds the same architecture.
+#
+# With `tie_embeddings=True` the LM head reuses the embedding matrix (fewer parameters; GPT-2 does
+# this). A shared matrix then gets the Linear initialisation (std ≈ sqrt(2/(vocab+d))): the
+# embedding's std 1 would make initial logits of size ≈ sqrt(d_model).
+
+# %%
+#| default_exp model
+
+# %%
+#| export
+"""The Transformer language model (with the handout's ablation switches) and its decoding KV cache.
+
+    >>> model = TransformerLM(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4)
+    >>> model(torch.randint(0, 100, (2, 8))).shape          # (batch, seq) -> (batch, seq, vocab)
+    torch.Size([2, 8, 100])
+    >>> TransformerLM(**model.config).config == model.config
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cs336_basics.nn import FFNS, NORMS, POSITIONALS, Embedding, Linear, RMSNorm, TransformerBlock, default_d_ff
+
+__all__ = ["KVCache", "TransformerBlock", "TransformerLM"]
+
+# %% [markdown]
+# The KV cache holds, per layer, the rotated keys and the values of every position seen so far,
+# in buffers preallocated for the whole context on first use (so each decoding step writes one
+# slice instead of concatenating ever longer tensors). `length` is how many positions are cached.
+# It is for inference: use it under `torch.no_grad()` / `torch.inference_mode()`.
+
+# %%
+#| export
+class KVCache:
+    """Keys and values of the positions decoded so far, one (k, v) buffer pair per layer.
+
+    Make one with ``model.new_kv_cache()``, then call ``model(ids, kv_cache=cache)`` with the prompt
+    and then one new token at a time: each call appends its keys/values and advances ``length``.
+    Buffers are (batch, heads, max_len, d_k), allocated on the first call.
+    """
+
+    def __init__(self, num_layers: int, max_len: int):
+        self.num_layers, self.max_len = num_layers, max_len
+        self.length = 0
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (batch, heads, seq, d_k) at positions length.. and return all cached so far."""
+        start, end = self.length, self.length + k.shape[-2]
+        if end > self.max_len:
+            raise ValueError(f"the KV cache holds {self.max_len} positions; cannot write up to {end}")
+        if self.keys[layer] is None:
+            shape = (*k.shape[:-2], self.max_len, k.shape[-1])
+            self.keys[layer] = k.new_empty(shape)
+            self.values[layer] = v.new_empty((*v.shape[:-2], self.max_len, v.shape[-1]))
+        elif self.keys[layer].shape[:-2] != k.shape[:-2] or self.keys[layer].dtype != k.dtype:
+            raise ValueError(
+                f"this KV cache was filled with batch/heads {tuple(self.keys[layer].shape[:-2])} and dtype "
+                f"{self.keys[layer].dtype}, got {tuple(k.shape[:-2])} and {k.dtype}; use model.new_kv_cache() "
+                f"for a new batch"
+            )
+        self.keys[layer][..., start:end, :] = k
+        self.values[layer][..., start:end, :] = v
+        return self.keys[layer][..., :end, :], self.values[layer][..., :end, :]
+
+    def advance(self, seq: int) -> None:
+        """Mark ``seq`` more positions as cached (the model calls this after its last layer)."""
+        self.length += seq
+
+    def reset(self) -> None:
+        """Forget every cached position (buffers are kept for reuse)."""
+        self.length = 0
+
+    def __repr__(self) -> str:
+        return f"KVCache(length={self.length}, max_len={self.max_len}, num_layers={self.num_layers})"
+
+# %%
+#| export
+class TransformerLM(nn.Module):
+    """Decoder-only Transformer LM. forward(token_ids (batch, seq), kv_cache=None) -> logits (batch, seq, vocab).
+
+    State-dict keys are the assignment's: token_embeddings.weight, layers.{i}.attn.{q,k,v,output}_proj.weight,
+    layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
+    lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu".
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        d_ff: int | None = None,
+        rope_theta: float = 10000.0,
+        *,
+        norm: str = "pre",
+        positional: str = "rope",
+        ffn: str = "swiglu",
+        tie_embeddings: bool = False,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("context_length", context_length),
+                            ("d_model", d_model), ("num_layers", num_layers), ("num_heads", num_heads)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS), ("ffn", ffn, FFNS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
+        self.config = dict(
+            vocab_size=vocab_size, context_length=context_length, d_model=d_model, num_layers=num_layers,
+            num_heads=num_heads, d_ff=d_ff, rope_theta=float(rope_theta), norm=norm, positional=positional,
+            ffn=ffn, tie_embeddings=bool(tie_embeddings),
+        )
+        self.vocab_size, self.context_length = vocab_size, context_length
+        self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)
+        self.layers = nn.ModuleList(
+            TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
+                             positional=positional, ffn=ffn, device=device, dtype=dtype)
+            for _ in range(num_layers)
+        )
+        self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None
+        self.lm_head = Linear(d_model, vocab_size, device=device, dtype=dtype)
+        if tie_embeddings:
+            self.token_embeddings.weight = self.lm_head.weight  # one matrix, Linear's init (see above)
+
+    def forward(self, token_ids: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        if token_ids.dim() != 2:
+            raise ValueError(f"token_ids must have shape (batch, seq), got {tuple(token_ids.shape)}")
+        seq = token_ids.shape[1]
+        start = 0 if kv_cache is None else kv_cache.length
+        if start + seq > self.context_length:
+            where = f" after the {start} cached positions" if start else ""
+            raise ValueError(
+                f"the input has {seq} tokens{where}, more than context_length={self.context_length}; "
+                f"truncate it to the last {self.context_length - start} tokens or build a longer-context model"
+            )
+        x = self.token_embeddings(token_ids)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, None, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.advance(seq)
+        if self.ln_final is not None:
+            x = self.ln_final(x)
+        return self.lm_head(x)
+
+    def new_kv_cache(self) -> KVCache:
+        """An empty cache for incremental decoding: ``logits = model(ids, kv_cache=cache)``."""
+        return KVCache(len(self.layers), self.context_length)
+
+    def num_parameters(self, include_embeddings: bool = True) -> int:
+        """Number of distinct parameters (a tied matrix counts once)."""
+        params = {id(p): p for p in self.parameters()}
+        n = sum(p.numel() for p in params.values())
+        if not include_embeddings and not self.config["tie_embeddings"]:
+            n -= self.token_embeddings.weight.numel()
+        return n
+
+# %% [markdown]
+# Check the whole model against an oracle built from `torch.nn.functional` with the same state
+# dict, then causality: changing a later token never changes an earlier logit.
+
+# %%
+from cs336_basics.model import TransformerLM
+
+def lm_oracle(sd, ids, num_layers, num_heads, theta=10000.0):
+    x = F.embedding(ids, sd["token_embeddings.weight"])
+    s, d = ids.shape[1], x.shape[-1]
+    h, pos = num_heads, torch.arange(s)
+    for i in range(num_layers):
+        w = lambda name: sd[f"layers.{i}.{name}"]
+        a = F.rms_norm(x, (d,), w("ln1.weight"), eps=1e-5)
+        split = lambda t: t.unflatten(-1, (h, d // h)).transpose(1, 2)
+        q, k, v = (split(F.linear(a, w(f"attn.{n}_proj.weight"))) for n in "qkv")
+        q, k = rope_complex(q, pos, theta), rope_complex(k, pos, theta)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).flatten(-2)
+        x = x + F.linear(o, w("attn.output_proj.weight"))
+        f = F.rms_norm(x, (d,), w("ln2.weight"), eps=1e-5)
+        x = x + F.linear(F.silu(F.linear(f, w("ffn.w1.weight"))) * F.linear(f, w("ffn.w3.weight")), w("ffn.w2.weight"))
+    return F.linear(F.rms_norm(x, (d,), sd["ln_final.weight"], eps=1e-5), sd["lm_head.weight"])
+
+model = TransformerLM(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
+ids = torch.randint(0, 100, (3, 20))
+with torch.no_grad():
+    logits = model(ids)
+    assert torch.allclose(logits, lm_oracle(model.state_dict(), ids, 2, 4), atol=1e-4)
+    changed = ids.clone()
+    changed[:, 12] = (changed[:, 12] + 1) % 100
+    diff = (model(changed) - logits).abs().amax(dim=(0, 2))
+print("max |Δlogit| per position after changing token 12:", [round(v, 3) for v in diff.tolist()])
+assert (diff[:12] == 0).all() and diff[12:].min() > 0
+print(model.config)
+print(f"{model.num_parameters():,} parameters")
+
+# %% [markdown]
+# ## Decoding with a KV cache
+#
+# Generating token $t+1$ needs the keys and values of positions $0..t$, which do not change once
+# computed (attention is causal). The cache keeps them, so each new token costs one position's
+# work instead of the whole prefix. The logits must be exactly those of the full forward pass.
+
+# %%
+with torch.no_grad():
+    full = model(ids)
+    cache = model.new_kv_cache()
+    steps = [model(ids[:, :8], kv_cache=cache)] + [model(ids[:, t : t + 1], kv_cache=cache) for t in range(8, 20)]
+    incremental = torch.cat(steps, dim=1)
+print(cache, "max |full - cached| =", (full - incremental).abs().max().item())
+assert torch.allclose(full, incremental, atol=1e-5)
+
+# %% [markdown]
+# The errors a user is likely to hit say what is wrong and how to fix it:
+
+# %%
+for make in (
+    lambda: TransformerLM(100, 32, d_model=64, num_layers=1, num_heads=5),
+    lambda: TransformerLM(100, 32, d_model=60, num_layers=1, num_heads=20),  # d_k = 3: odd, no RoPE
+    lambda: model(torch.randint(0, 100, (1, 33))),
+    lambda: model(torch.tensor([[1, 2, 100]])),
+):
+    try:
+        make()
+    except ValueError as e:
+        print("ValueError:", e)
+
+# %% [markdown]
+# ## bfloat16 autocast and `torch.compile`
+#
+# On a GPU we train under `torch.autocast(dtype=torch.bfloat16)`: the matmuls run in bfloat16,
+# while RMSNorm computes in float32. `torch.compile` fuses the elementwise chains (RoPE, SiLU
+# gating, softmax) that we wrote as separate tensor operations. Both work on this CPU too.
+
+# %%
+with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    low = model(ids)
+print("autocast logits dtype:", low.dtype, "| max |bf16 - fp32| =", round((low.float() - logits).abs().max().item(), 3),
+      "| logit std", round(logits.std().item(), 3))
+if not SMOKE:  # compiling takes a while on 2 cores
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        print("compiled max |Δ| =", (compiled(ids) - logits).abs().max().item())
+
+# %% [markdown]
+# ## What the next notebooks need
+#
+# * **03 · FLOPs** counts parameters and matmul FLOPs from `model.config` (the keys above:
+#   `vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta, norm, positional,
+#   ffn, tie_embeddings`). The forward pass does exactly these matmuls per layer: one fused
+#   (tokens × d_model) @ (d_model × 3 d_model) QKV projection, $QK^\top$ and attention·V per head,
+#   the output projection, the FFN's w1, w3 (SwiGLU only) and w2; then the LM head.
+# * **04 · Training** builds `TransformerLM(**config)`, trains it on `(batch, context_length)`
+#   token batches (under bf16 autocast and `torch.compile` on a GPU), and stores `model.config` in
+#   checkpoints. **05 · Sampling** decodes with `model.new_kv_cache()`.
