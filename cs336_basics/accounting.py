@@ -18,24 +18,10 @@ elementwise and cheap next to them.
 
 from __future__ import annotations
 
-import math
-
 _REQUIRED = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 _CHOICES = {"norm": ("pre", "post", "none"), "positional": ("rope", "none"), "ffn": ("swiglu", "silu")}
 _DEFAULTS = {"d_ff": None, "rope_theta": 10000.0, "norm": "pre", "positional": "rope", "ffn": "swiglu",
              "tie_embeddings": False}
-
-
-def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
-    """The FFN width used when ``d_ff`` is None: 8/3·d_model rounded up to a multiple of 64 for
-    SwiGLU (three matrices), 4·d_model for the ungated SiLU FFN (two matrices, same parameter count).
-
-    >>> default_d_ff(768), default_d_ff(768, "silu")
-    (2048, 3072)
-    """
-    if ffn == "silu":
-        return 4 * d_model
-    return 64 * math.ceil(8 * d_model / 3 / 64)
 
 
 def resolve_config(config: dict) -> dict:
@@ -57,6 +43,8 @@ def resolve_config(config: dict) -> dict:
         if cfg[key] not in allowed:
             raise ValueError(f"config[{key!r}] = {cfg[key]!r}; choose one of {allowed}")
     if cfg["d_ff"] is None:
+        from cs336_basics.nn import default_d_ff  # the model's rule, defined once (imports torch)
+
         cfg["d_ff"] = default_d_ff(cfg["d_model"], cfg["ffn"])
     for key in (*_REQUIRED, "d_ff"):
         value = cfg[key]
@@ -99,7 +87,8 @@ def parameter_counts(config: dict) -> dict:
         "ffn_w1": d * f, "ffn_w2": f * d, "ffn_w3": d * f if cfg["ffn"] == "swiglu" else 0,
         "norms": 2 * d if has_norm else 0,
     }
-    counts = {"embedding": v * d, **layer, "final_norm": d if has_norm else 0,
+    # pre-norm ends with a final RMSNorm; post-norm blocks already end normalized, so it has none
+    counts = {"embedding": v * d, **layer, "final_norm": d if cfg["norm"] == "pre" else 0,
               "lm_head": 0 if cfg["tie_embeddings"] else v * d}
     counts["per_layer"] = sum(layer.values())
     counts["total"] = counts["embedding"] + cfg["num_layers"] * counts["per_layer"] + counts["final_norm"] \
@@ -214,7 +203,8 @@ def activation_counts(config: dict, batch_size: int = 1, seq_len: int | None = N
         "ffn_inner": (4 if cfg["ffn"] == "swiglu" else 2) * bt * f,
         "ffn_out": bt * d,
     }
-    counts = {**layer, "final_norm": bt * d if has_norm else 0, "logits": bt * v, "cross_entropy": bt * v}
+    counts = {**layer, "final_norm": bt * d if cfg["norm"] == "pre" else 0, "logits": bt * v,
+              "cross_entropy": bt * v}
     counts["per_layer"] = sum(layer.values())
     counts["total"] = cfg["num_layers"] * counts["per_layer"] + counts["final_norm"] + counts["logits"] \
         + counts["cross_entropy"]

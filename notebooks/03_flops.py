@@ -41,8 +41,9 @@ FIGURES = ROOT / "figures"  # written only outside smoke mode
 # ## The config
 #
 # A config is `TransformerLM`'s constructor keywords. The ablation switches have the model's
-# defaults; `d_ff=None` means the model's default width (about 8/3 · d_model rounded up to a
-# multiple of 64 for SwiGLU, 4 · d_model for the ungated SiLU FFN).
+# defaults; `d_ff=None` means the model's default width (`nn.default_d_ff`: about 8/3 · d_model
+# rounded to a multiple of 64 for SwiGLU, 4 · d_model for the ungated SiLU FFN). `norm="pre"`
+# has a final RMSNorm before the LM head, `"post"` and `"none"` do not.
 #
 # Values need only support `+ * /`, so besides ints they may be `sympy` symbols: then every
 # function below returns a formula instead of a number. We use that to answer the handout's
@@ -68,24 +69,10 @@ elementwise and cheap next to them.
 
 from __future__ import annotations
 
-import math
-
 _REQUIRED = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 _CHOICES = {"norm": ("pre", "post", "none"), "positional": ("rope", "none"), "ffn": ("swiglu", "silu")}
 _DEFAULTS = {"d_ff": None, "rope_theta": 10000.0, "norm": "pre", "positional": "rope", "ffn": "swiglu",
              "tie_embeddings": False}
-
-
-def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
-    """The FFN width used when ``d_ff`` is None: 8/3·d_model rounded up to a multiple of 64 for
-    SwiGLU (three matrices), 4·d_model for the ungated SiLU FFN (two matrices, same parameter count).
-
-    >>> default_d_ff(768), default_d_ff(768, "silu")
-    (2048, 3072)
-    """
-    if ffn == "silu":
-        return 4 * d_model
-    return 64 * math.ceil(8 * d_model / 3 / 64)
 
 
 def resolve_config(config: dict) -> dict:
@@ -107,6 +94,8 @@ def resolve_config(config: dict) -> dict:
         if cfg[key] not in allowed:
             raise ValueError(f"config[{key!r}] = {cfg[key]!r}; choose one of {allowed}")
     if cfg["d_ff"] is None:
+        from cs336_basics.nn import default_d_ff  # the model's rule, defined once (imports torch)
+
         cfg["d_ff"] = default_d_ff(cfg["d_model"], cfg["ffn"])
     for key in (*_REQUIRED, "d_ff"):
         value = cfg[key]
@@ -158,7 +147,8 @@ def parameter_counts(config: dict) -> dict:
         "ffn_w1": d * f, "ffn_w2": f * d, "ffn_w3": d * f if cfg["ffn"] == "swiglu" else 0,
         "norms": 2 * d if has_norm else 0,
     }
-    counts = {"embedding": v * d, **layer, "final_norm": d if has_norm else 0,
+    # pre-norm ends with a final RMSNorm; post-norm blocks already end normalized, so it has none
+    counts = {"embedding": v * d, **layer, "final_norm": d if cfg["norm"] == "pre" else 0,
               "lm_head": 0 if cfg["tie_embeddings"] else v * d}
     counts["per_layer"] = sum(layer.values())
     counts["total"] = counts["embedding"] + cfg["num_layers"] * counts["per_layer"] + counts["final_norm"] \
@@ -338,7 +328,8 @@ def activation_counts(config: dict, batch_size: int = 1, seq_len: int | None = N
         "ffn_inner": (4 if cfg["ffn"] == "swiglu" else 2) * bt * f,
         "ffn_out": bt * d,
     }
-    counts = {**layer, "final_norm": bt * d if has_norm else 0, "logits": bt * v, "cross_entropy": bt * v}
+    counts = {**layer, "final_norm": bt * d if cfg["norm"] == "pre" else 0, "logits": bt * v,
+              "cross_entropy": bt * v}
     counts["per_layer"] = sum(layer.values())
     counts["total"] = cfg["num_layers"] * counts["per_layer"] + counts["final_norm"] + counts["logits"] \
         + counts["cross_entropy"]
@@ -462,3 +453,272 @@ def gpt2_config(name: str, context_length: int = 1024, **overrides) -> dict:
     layers, d_model, heads = GPT2_SHAPES[name]
     return {"vocab_size": 50257, "context_length": context_length, "d_model": d_model, "num_layers": layers,
             "num_heads": heads, "d_ff": 4 * d_model, **overrides}
+
+# %% [markdown]
+# Because the accountant only adds and multiplies, feeding it `sympy` symbols prints the formulas
+# it implements (here for a SwiGLU model and a batch of `B` sequences of `T` tokens):
+
+# %%
+import sympy
+
+V, T, d, L, h, f, B = sympy.symbols("V T d L h d_ff B", positive=True, integer=True)
+symbolic = dict(vocab_size=V, context_length=T, d_model=d, num_layers=L, num_heads=h, d_ff=f)
+print("parameters   =", sympy.factor_terms(parameter_counts(symbolic)["total"]))
+print("forward FLOPs =", sympy.collect(sympy.expand(forward_flops(symbolic, B)["total"]), L))
+
+# %% [markdown]
+# # Problem (transformer_accounting)
+#
+# ## (a) GPT-2 XL: parameters and memory
+#
+# The handout's GPT-2 XL shape (vocab 50,257, context 1,024, 48 layers, d_model 1,600, 25 heads,
+# d_ff 6,400) built with our architecture (SwiGLU FFN, untied LM head):
+
+
+# %%
+import tempfile
+
+from IPython.display import Markdown
+
+from cs336_basics.accounting import (GPT2_SHAPES, activation_counts, adamw_flops_per_step, adamw_memory,
+                                     gpt2_config, max_batch_size, parameter_memory, training_flops_per_token,
+                                     training_time_seconds)
+
+FIG_DIR = Path(tempfile.mkdtemp()) if SMOKE else FIGURES
+FIG_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def table(headers, rows):
+    """A markdown table for the reader (numbers formatted by the caller)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return Markdown("\n".join(lines))
+
+
+xl = gpt2_config("xl")
+xl_params = parameter_counts(xl)
+L_xl = xl["num_layers"]
+assert xl_params["total"] == 2_127_057_600
+table(["component", "parameters", "share"], [
+    ["token embedding (V·d)", f"{xl_params['embedding']:,}", f"{xl_params['embedding'] / xl_params['total']:.1%}"],
+    [f"attention q, k, v, o ({L_xl} layers × 4d²)", f"{L_xl * 4 * xl_params['attn_q']:,}",
+     f"{L_xl * 4 * xl_params['attn_q'] / xl_params['total']:.1%}"],
+    [f"SwiGLU w1, w2, w3 ({L_xl} × 3·d·d_ff)", f"{L_xl * 3 * xl_params['ffn_w1']:,}",
+     f"{L_xl * 3 * xl_params['ffn_w1'] / xl_params['total']:.1%}"],
+    [f"RMSNorm gains ({L_xl} × 2d + d)", f"{L_xl * xl_params['norms'] + xl_params['final_norm']:,}", "0.0%"],
+    ["LM head (d·V)", f"{xl_params['lm_head']:,}", f"{xl_params['lm_head'] / xl_params['total']:.1%}"],
+    ["**total**", f"**{xl_params['total']:,}**", "100%"],
+])
+
+# %%
+print(f"float32 parameters: {parameter_memory(xl) / 1e9:.2f} GB ({parameter_memory(xl) / 2**30:.2f} GiB)")
+
+# %% [markdown]
+# **Answer (a).** Our GPT-2 XL-shaped model has **2,127,057,600 ≈ 2.13 B** trainable parameters
+# (1.97 B in the 48 blocks, 2 × 80.4 M in the untied embedding and LM head); in float32 (4 bytes
+# each) just loading it takes **8.51 GB (7.92 GiB)**. Tying the embeddings would save 80.4 M.
+#
+# ## (b) The matmuls of one forward pass
+#
+# One sequence of `context_length = 1024` tokens (`B = 1`, `T = 1024`, `d = 1600`, `d_ff = 6400`,
+# `h = 25`, `d_k = 64`, `V = 50257`):
+
+# %%
+fw_xl = forward_flops(xl, batch_size=1)
+T_xl, d_xl, f_xl, V_xl = xl["context_length"], xl["d_model"], xl["d_ff"], xl["vocab_size"]
+matmuls = [
+    ("Q, K, V projections", f"3 × ({T_xl}×{d_xl}) @ ({d_xl}×{d_xl})", "attn_qkv", L_xl),
+    ("QKᵀ scores", f"{xl['num_heads']} heads × ({T_xl}×64) @ (64×{T_xl})", "attn_scores", L_xl),
+    ("attention · V", f"{xl['num_heads']} heads × ({T_xl}×{T_xl}) @ ({T_xl}×64)", "attn_values", L_xl),
+    ("output projection", f"({T_xl}×{d_xl}) @ ({d_xl}×{d_xl})", "attn_out", L_xl),
+    ("FFN W1 (gate)", f"({T_xl}×{d_xl}) @ ({d_xl}×{f_xl})", "ffn_w1", L_xl),
+    ("FFN W3 (up)", f"({T_xl}×{d_xl}) @ ({d_xl}×{f_xl})", "ffn_w3", L_xl),
+    ("FFN W2 (down)", f"({T_xl}×{f_xl}) @ ({f_xl}×{d_xl})", "ffn_w2", L_xl),
+    ("LM head", f"({T_xl}×{d_xl}) @ ({d_xl}×{V_xl})", "lm_head", 1),
+]
+table(["matmul", "shapes (per layer)", "× count", "FLOPs per layer", "total FLOPs", "share"],
+      [[name, shapes, n, f"{fw_xl[key] / n:.4g}", f"{fw_xl[key]:.4g}", f"{fw_xl[key] / fw_xl['total']:.1%}"]
+       for name, shapes, key, n in matmuls]
+      + [["**total**", "", "", "", f"**{fw_xl['total']:.4g}**", "100%"]])
+
+# %% [markdown]
+# **Answer (b).** Per layer: the Q, K, V projections (3 × 2·T·d² = 15.7 GFLOPs), QKᵀ
+# (2·T²·d = 3.36 GFLOPs over all heads), attention·V (3.36 GFLOPs), the output projection
+# (2·T·d² = 5.24 GFLOPs) and the SwiGLU's W1, W3, W2 (3 × 2·T·d·d_ff = 62.9 GFLOPs); once, the LM
+# head (2·T·d·V = 165 GFLOPs). In total one 1,024-token forward pass of GPT-2 XL takes
+# **4.51 × 10¹² FLOPs (4.51 TFLOPs)**.
+#
+# **Answer (c).** The feed-forward networks dominate: **67%** of the FLOPs (3.02 TFLOPs), then the
+# attention projections (Q, K, V, O: 22%); the T²-terms QKᵀ and attention·V are 7% together and the
+# LM head 3.6%.
+#
+# ## (d) Across the GPT-2 family
+#
+# Same vocabulary and context 1,024, `d_ff = 4 · d_model`:
+
+# %%
+groups = {"attn Q,K,V,O proj": ("attn_qkv", "attn_out"), "attn QKᵀ + ·V": ("attn_scores", "attn_values"),
+          "FFN": ("ffn",), "LM head": ("lm_head",)}
+shares = {}
+for name in GPT2_SHAPES:
+    fw = forward_flops(gpt2_config(name), batch_size=1)
+    shares[name] = {g: sum(fw[k] for k in keys) / fw["total"] for g, keys in groups.items()}
+    shares[name]["total"] = fw["total"]
+table(["model", "params", "forward TFLOPs", *groups],
+      [[name, f"{parameter_counts(gpt2_config(name))['total'] / 1e6:,.0f} M", f"{s['total'] / 1e12:.3f}",
+        *(f"{s[g]:.1%}" for g in groups)] for name, s in shares.items()])
+
+# %%
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(6.5, 3.5))
+bottom = [0.0] * len(shares)
+for g in groups:
+    values = [s[g] for s in shares.values()]
+    ax.bar(list(shares), values, bottom=bottom, label=g)
+    bottom = [b + v for b, v in zip(bottom, values)]
+ax.set_ylabel("share of forward FLOPs")
+ax.set_title("GPT-2 shapes, context 1,024: where the FLOPs go")
+ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
+fig.tight_layout()
+fig.savefig(FIG_DIR / "flops_share_gpt2.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# **Answer (d).** FLOPs share by component (forward pass, 1,024 tokens):
+#
+# | model | forward | attn Q,K,V,O | QKᵀ + attn·V | FFN | LM head |
+# |---|---|---|---|---|---|
+# | small (190 M) | 0.35 TFLOPs | 16.6% | 11.1% | 49.8% | 22.6% |
+# | medium (506 M) | 1.03 TFLOPs | 20.0% | 10.0% | 59.9% | 10.2% |
+# | large (1.07 B) | 2.26 TFLOPs | 21.4% | 8.6% | 64.2% | 5.8% |
+# | XL (2.13 B) | 4.51 TFLOPs | 22.3% | 7.1% | 66.9% | 3.6% |
+#
+# (Parameter counts are for our architecture: untied LM head and a three-matrix SwiGLU at
+# d_ff = 4d, so GPT-2 small has 190 M here against the original's 124 M.)
+#
+# As the model grows, the parts that scale with d² per layer (FFN and the attention projections)
+# take a growing share, while the LM head (linear in d, paid once) and the attention-score
+# matmuls (T²·d per layer, linear in d) shrink: the LM head goes from 23% to 4% of the FLOPs.
+#
+# ## (e) GPT-2 XL at context 16,384
+
+# %%
+contexts = [1024, 2048, 4096, 8192, 16384]
+ctx_shares = []
+for T_ctx in contexts:
+    fw = forward_flops(gpt2_config("xl", context_length=T_ctx), batch_size=1)
+    ctx_shares.append({g: sum(fw[k] for k in keys) / fw["total"] for g, keys in groups.items()} | {"total": fw["total"]})
+table(["context", "forward TFLOPs", "× 1,024's", *groups],
+      [[f"{T_ctx:,}", f"{s['total'] / 1e12:.1f}", f"{s['total'] / ctx_shares[0]['total']:.1f}",
+        *(f"{s[g]:.1%}" for g in groups)] for T_ctx, s in zip(contexts, ctx_shares)])
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 3.5))
+for g in groups:
+    ax.plot(contexts, [s[g] for s in ctx_shares], marker="o", label=g)
+ax.set_xscale("log", base=2)
+ax.set_xticks(contexts, [f"{c:,}" for c in contexts])
+ax.set_xlabel("context length (tokens)")
+ax.set_ylabel("share of forward FLOPs")
+ax.set_title("GPT-2 XL: FLOPs share as the context grows")
+ax.legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(FIG_DIR / "flops_share_context.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# **Answer (e).** At context 16,384 one forward pass of GPT-2 XL takes **149.5 TFLOPs, 33× the
+# 4.51 TFLOPs at 1,024** (16× the tokens, and the per-token cost of attention grows with T). The
+# QKᵀ and attention·V matmuls go from 7% to **55%** of the FLOPs and become the largest part; the
+# FFN falls from 67% to 32%, the Q, K, V, O projections from 22% to 11% and the LM head from 3.6% to
+# 1.8%.
+#
+# # Problem (adamwAccounting)
+#
+# ## (a) Peak memory of training with AdamW
+#
+# Everything float32 (4 bytes). With `P` parameters: parameters `4P` bytes, gradients `4P`, AdamW's
+# state (first and second moments) `8P`. Activations as listed in the section above. Our FFN is
+# SwiGLU, so besides the handout's W1 output, SiLU output and W2 output it also saves the W3 output
+# and the gated product; the handout's literal list (ungated `W2·SiLU(W1 x)`) is `ffn="silu"`.
+# Asking the accountant with symbols (`B` = batch_size, `T` = context_length, `d_ff = 4d`):
+
+# %%
+sym_4d = dict(symbolic, d_ff=4 * d)
+for label, cfg in [("SwiGLU (our model)", sym_4d), ("SiLU FFN (handout's list)", dict(sym_4d, ffn="silu"))]:
+    P = sympy.factor_terms(parameter_counts(cfg)["total"])
+    mem = adamw_memory(cfg, B)
+    acts = sympy.collect(sympy.expand(activation_counts(cfg, B)["total"]), L)
+    print(f"{label}:\n  P = {P}\n  activations (floats) = {acts}")
+    print(f"  bytes: parameters 4P, gradients 4P, optimizer state 8P, activations 4·(above)")
+    total = sympy.expand(mem["total"] - 16 * parameter_counts(cfg)["total"] - 4 * activation_counts(cfg, B)["total"])
+    assert total == 0
+
+# %% [markdown]
+# **Answer (a).** With `V` = vocab_size, `T` = context_length, `d` = d_model, `L` = num_layers,
+# `h` = num_heads, `B` = batch_size and d_ff = 4d, in bytes (float32):
+#
+# - parameters: `4P` with `P = 2Vd + L(16d² + 2d) + d` (SwiGLU: 4d² attention + 3·d·4d FFN + 2 norms
+#   per layer; embedding, LM head, final norm). For the ungated FFN `P = 2Vd + L(12d² + 2d) + d`.
+# - gradients: `4P`.
+# - optimizer state (m and v): `8P`.
+# - activations: `4 · [L · (B·T·(2d + 3d + d + d + 16d + d) + 2·B·h·T²) + B·T·d + 2·B·T·V]`
+#   `= 4 · [L·(24·B·T·d + 2·B·h·T²) + B·T·d + 2·B·T·V]`: per layer the two RMSNorm outputs (2d),
+#   Q, K, V (3d), the weighted sum of values (d), the output projection (d), the FFN's W1 output,
+#   W3 output, SiLU output and gated product (4 × 4d) and W2 output (d), plus the QKᵀ scores and
+#   the softmax (h·T² each per sequence); then the final norm (d), the logits (V) and
+#   cross-entropy's softmax (V) per token. With the handout's ungated FFN the `24` becomes `16`.
+# - total: `16P + activations`.
+#
+# ## (b) GPT-2 XL on 80 GB
+
+# %%
+rows = []
+for label, cfg in [("SwiGLU (our model)", xl), ("SiLU FFN (handout's list)", dict(xl, ffn="silu"))]:
+    fixed = adamw_memory(cfg, 0)["total"]
+    per_seq = adamw_memory(cfg, 1)["total"] - fixed
+    rows.append([label, f"{per_seq / 1e9:.2f}", f"{fixed / 1e9:.2f}", max_batch_size(cfg, 80e9)])
+table(["GPT-2 XL, float32", "a (GB per sequence)", "b (GB)", "max batch in 80 GB"], rows)
+
+# %%
+mem_xl = adamw_memory(xl, 1)
+table(["part", "GB (batch 1)"], [[k, f"{v / 1e9:.2f}"] for k, v in mem_xl.items()])
+
+# %% [markdown]
+# **Answer (b).** For GPT-2 XL (SwiGLU, d_ff 6,400): memory ≈ **18.03 GB · batch_size + 34.03 GB**
+# (b = 16 bytes × 2.127 B parameters; a is dominated by the 48 layers' attention scores and
+# softmax, 2·25·1024² floats each per layer, and the FFN's inner tensors). The **maximum batch
+# size in 80 GB is 2**. With the handout's ungated FFN (P = 1.64 B): 15.52 GB · batch_size +
+# 26.17 GB, maximum batch size 3.
+#
+# ## (c) FLOPs of one AdamW step
+
+# %%
+print(f"AdamW step, GPT-2 XL: {adamw_flops_per_step(xl) / 1e9:.1f} GFLOPs "
+      f"(vs {3 * forward_flops(xl, 1)['total'] / 1e12:.1f} TFLOPs of forward+backward per 1,024-token sequence)")
+
+# %% [markdown]
+# **Answer (c).** AdamW is elementwise: per parameter, 3 FLOPs for `m ← β₁m + (1−β₁)g`, 4 for
+# `v ← β₂v + (1−β₂)g²`, 5 for `θ ← θ − α_t·m/(√v + ε)` and 2 for the decoupled weight decay
+# `θ ← θ − αλθ` (the bias-corrected step size `α_t` is one scalar per step). One step costs
+# **14·P FLOPs** with `P = 2Vd + L(16d² + 2d) + d`: about 29.8 GFLOPs for GPT-2 XL, negligible next
+# to the 13.5 TFLOPs of forward and backward for every single 1,024-token sequence of the batch.
+#
+# ## (d) Training GPT-2 XL on one A100
+
+# %%
+steps, batch = 400_000, 1024
+for chip, peak in [("A100, float32 (handout: 19.5 TFLOP/s)", 19.5e12),
+                   ("H100 SXM, float32 (67 TFLOP/s)", 67e12),
+                   ("H100 SXM, bf16 tensor cores (989 TFLOP/s dense)", 989e12)]:
+    seconds = training_time_seconds(xl, steps, batch, peak, mfu=0.5)
+    print(f"{chip:50s} {seconds / 86400:8,.0f} days at 50% MFU")
+
+# %% [markdown]
+# **Answer (d).** One step processes 1,024 × 1,024 tokens; forward is 4.51 TFLOPs per sequence and
+# backward twice that, so a step is 3 × 4.51 T × 1,024 = 1.39 × 10¹⁶ FLOPs (+ 30 GFLOPs for AdamW).
+# 400 K steps are 5.55 × 10²¹ FLOPs; at 50% of the A100's 19.5 TFLOP/s (9.75 × 10¹² FLOP/s) that is
+# 5.69 × 10⁸ s ≈ **6,584 days (about 18 years)**. The same at 50% of an H100's float32 peak
+# (67 TFLOP/s) is about 1,916 days; only low precision on tensor cores (bf16, 989 TFLOP/s dense)
+# brings it to about 130 days.
