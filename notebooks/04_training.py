@@ -1,0 +1,1442 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Training: loss, AdamW, schedule, clipping, batches, checkpoints, the loop
+#
+# Notebook 02 built a model that maps token ids to logits. Here we build everything that turns it
+# into a *trained* model:
+#
+# 1. **cross-entropy** (and perplexity) — the number we minimise (`nn_utils.py`);
+# 2. **SGD and AdamW** — how parameters move (`optimizer.py`), with a **cosine schedule** for the
+#    learning rate and **gradient clipping** against the occasional huge gradient;
+# 3. **batches** sampled from a token file on disk (`data.py`) and **checkpoints** (`serialization.py`);
+# 4. **the training loop** (`train.py`): typed TOML configs, validation, metrics, resume, Ctrl-C,
+#    bf16, DDP — and we run it live on a tiny model and plot its curves.
+#
+# Everything is from scratch: no `torch.nn.functional`, no `torch.optim` optimiser; torch's own
+# versions only appear as oracles in the checks.
+
+# %%
+import os
+from pathlib import Path
+
+SMOKE = os.environ.get("CS336_SMOKE") == "1"
+ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
+FIGURES = ROOT / "figures"   # write figures here only when not SMOKE (use a temp dir in smoke mode)
+
+import math
+import tempfile
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+TMP = Path(tempfile.mkdtemp(prefix="nb04-"))
+FIG_DIR = TMP if SMOKE else FIGURES
+FIG_DIR.mkdir(parents=True, exist_ok=True)
+torch.manual_seed(0);
+
+# %% [markdown]
+# ## 1 · Cross-entropy
+#
+# For logits $o \in \mathbb{R}^V$ and target $x$, the loss is
+# $\ell = -\log \mathrm{softmax}(o)_x = \log\sum_a e^{o_a} - o_x$.
+# Computed naively, $e^{o_a}$ overflows for logits around 89 in float32. Subtracting the maximum
+# first changes nothing mathematically ($\log\sum_a e^{o_a - m} + m - o_x$) but keeps every
+# exponent $\le 0$; and we never form $\log(e^{\cdot})$ for the target term, we just read $o_x - m$.
+
+# %%
+#| default_exp nn_utils
+
+# %%
+#| export
+"""Loss and gradient utilities: cross-entropy, perplexity, global-norm gradient clipping.
+
+    >>> logits = torch.tensor([[2.0, 0.0, 0.0]]); targets = torch.tensor([0])
+    >>> round(cross_entropy(logits, targets).item(), 4)   # -log(e^2 / (e^2 + 2))
+    0.2395
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+
+# %%
+#| export
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean of -log softmax(logits)[target] over every leading position.
+
+    logits: (..., vocab) float; targets: (...) integer ids in [0, vocab). Returns a 0-dim tensor.
+    Numerically stable for huge logits: the row maximum is subtracted before exponentiating, and
+    the target's log-probability is read off the shifted logits without a log(exp(.)) round trip.
+    Half-precision logits are upcast to float32 first (a bf16 log-sum-exp over 10k terms is coarse).
+    """
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"cross_entropy: logits {tuple(logits.shape)} need targets of shape {tuple(logits.shape[:-1])}, "
+            f"got {tuple(targets.shape)}"
+        )
+    if targets.dtype.is_floating_point:
+        raise TypeError("cross_entropy: targets must be integer token ids (torch.long), not floats")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    # the max only shifts the logits; its gradient cancels, so detach it and save the autograd work
+    shifted = logits - logits.amax(dim=-1, keepdim=True).detach()
+    log_sum_exp = shifted.exp().sum(dim=-1).log()
+    target_logit = shifted.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    return (log_sum_exp - target_logit).mean()
+
+
+def perplexity(loss: float | torch.Tensor) -> float:
+    """exp(mean cross-entropy in nats): the size of a uniform choice that is as surprising.
+
+    >>> perplexity(math.log(10000))   # a uniform guess over 10k tokens
+    10000.000000000007
+    """
+    return math.exp(float(loss))
+
+
+# %% [markdown]
+# A check against `torch.nn.functional.cross_entropy` (oracle only), with extra leading dims and
+# with logits of size 1e4 where a naive softmax overflows to `inf`:
+
+# %%
+from cs336_basics.nn_utils import cross_entropy, perplexity
+import torch.nn.functional as F  # oracle only
+
+logits = torch.randn(2, 3, 7); targets = torch.randint(0, 7, (2, 3))
+ours, ref = cross_entropy(logits, targets), F.cross_entropy(logits.reshape(-1, 7), targets.reshape(-1))
+huge = logits * 1e4
+naive = -(huge.exp() / huge.exp().sum(-1, keepdim=True)).gather(-1, targets[..., None]).log().mean()
+print(f"ours {ours:.6f}  torch {ref:.6f}  | huge logits: ours {cross_entropy(huge, targets):.1f}  "
+      f"torch {F.cross_entropy(huge.reshape(-1, 7), targets.reshape(-1)):.1f}  naive {naive}")
+assert torch.allclose(ours, ref, atol=1e-6)
+assert torch.allclose(cross_entropy(huge, targets), F.cross_entropy(huge.reshape(-1, 7), targets.reshape(-1)))
+
+# %% [markdown]
+# **Perplexity** is `exp(loss)`: an untrained model over a vocabulary of 10,000 should start near
+# `ln(10000) ≈ 9.21` nats, perplexity 10,000.
+
+# %%
+print(perplexity(math.log(10_000)), perplexity(cross_entropy(torch.zeros(4, 10_000), torch.zeros(4, dtype=torch.long))))
+
+# %% [markdown]
+# ## 2 · SGD, and what the learning rate does (`learning_rate_tuning`)
+#
+# The handout's toy: SGD with a learning rate that decays as $\alpha/\sqrt{t+1}$, minimising
+# `mean(w**2)` for a random 10×10 matrix. The gradient is $2w/100$, so one step multiplies every
+# weight by $1 - 0.02\,\alpha/\sqrt{t+1}$. This optimiser is only for the demonstration (AdamW is the
+# one we export), so it lives in the notebook.
+
+# %%
+class SGD(torch.optim.Optimizer):
+    """theta <- theta - lr / sqrt(t + 1) * grad   (the handout's decaying-lr SGD)."""
+
+    def __init__(self, params, lr=1e-3):
+        if lr < 0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                t = self.state[p].get("t", 0)
+                p -= group["lr"] / math.sqrt(t + 1) * p.grad
+                self.state[p]["t"] = t + 1
+        return loss
+
+
+def sgd_toy(lr, steps=10, seed=0):
+    torch.manual_seed(seed)
+    weights = torch.nn.Parameter(5 * torch.randn((10, 10)))
+    opt = SGD([weights], lr=lr)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (weights**2).mean()
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    return losses
+
+
+# %% [markdown]
+# Ten iterations at each learning rate (1 is the handout's example; 1e1, 1e2, 1e3 are the problem's):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+toy = {lr: sgd_toy(lr) for lr in (1.0, 1e1, 1e2, 1e3)}
+print("iter " + "".join(f"{f'lr={lr:g}':>12}" for lr in toy))
+for i in range(10):
+    print(f"{i:4d} " + "".join(f"{toy[lr][i]:12.4g}" for lr in toy))
+
+# %% [markdown]
+# With lr=1 the loss decays slowly; lr=10 decays faster (each step scales w by 0.8, then less);
+# lr=100 hits zero after one step (the factor $1-0.02\cdot100 = -1$... then 1-2/√2 ≈ −0.41, −0.15, …,
+# so it oscillates in sign and collapses to ~0 within a few steps); lr=1000 multiplies the weights by
+# $|1-20| = 19$ at the first step and keeps growing: it **diverges** (loss ~1e18 after 10 steps).
+
+# %%
+assert toy[1e1][-1] < toy[1.0][-1] < toy[1.0][0]
+assert toy[1e2][-1] < 1e-10 * toy[1e2][0]
+assert toy[1e3][-1] > 1e10 * toy[1e3][0]
+
+# %% [markdown]
+# ## 3 · AdamW
+#
+# AdamW keeps two running moments per parameter: $m$ (mean of gradients) and $v$ (mean of squared
+# gradients), corrects their bias towards 0 from the zero start, and takes a step of size about
+# `lr` in every coordinate, $\theta \leftarrow \theta - \alpha\,\hat m/(\sqrt{\hat v}+\epsilon)$.
+# Weight decay is **decoupled**: the parameters shrink by $\alpha\lambda\theta$ directly instead of
+# adding $\lambda\theta$ to the gradient (where Adam's normalisation would rescale it).
+#
+# We follow Loshchilov & Hutter's Algorithm 2 (which is what `torch.optim.AdamW` computes): the
+# decay uses the parameter *before* this step's update, and $\epsilon$ is added to $\sqrt{\hat v}$.
+# The handout's Algorithm 1 folds the bias corrections into $\alpha_t$ (so its $\epsilon$ is scaled
+# by $\sqrt{1-\beta_2^t}$) and decays after the update; both differences are of order
+# $\epsilon$ and $\alpha^2\lambda$, i.e. invisible.
+
+# %%
+#| default_exp optimizer
+
+# %%
+#| export
+"""AdamW (decoupled weight decay) and the cosine learning-rate schedule with linear warm-up.
+
+    >>> opt = AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    >>> for group in opt.param_groups: group["lr"] = cosine_lr(step, 3e-4, 3e-5, 100, 5000)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+
+
+# %%
+#| export
+class AdamW(torch.optim.Optimizer):
+    """Adam with bias correction and decoupled weight decay (Loshchilov & Hutter, Algorithm 2).
+
+    Per parameter tensor theta with gradient g, at step t = 1, 2, ...:
+        m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+        theta <- theta - lr * wd * theta                               (decoupled weight decay)
+        theta <- theta - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+    State per parameter: "step" (int), "exp_avg" (m) and "exp_avg_sq" (v), both shaped like theta;
+    state_dict()/load_state_dict() round-trip it. Parameter groups may override any hyperparameter.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter] | Iterable[dict],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ):
+        if not lr >= 0.0:
+            raise ValueError(f"AdamW: learning rate must be >= 0, got {lr}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"AdamW: betas must each be in [0, 1), got {betas}")
+        if not eps >= 0.0:
+            raise ValueError(f"AdamW: eps must be >= 0, got {eps}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"AdamW: weight_decay must be >= 0, got {weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError("AdamW does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                t = state["step"]
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.lerp_(grad, 1 - beta1)                        # m = b1 m + (1 - b1) g
+                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                if wd != 0:
+                    p.mul_(1 - lr * wd)
+                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+                denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
+                p.addcdiv_(m, denom, value=-lr / bias1)
+        return loss
+
+
+# %% [markdown]
+# Check: several steps of ours and of `torch.optim.AdamW` (oracle) on the same small regression
+# problem, starting from the same weights, end at the same weights — and the optimiser state
+# survives `state_dict()` → `load_state_dict()` into a fresh instance.
+
+# %%
+from cs336_basics.optimizer import AdamW, cosine_lr
+
+
+def fit(opt_cls, steps=20):
+    torch.manual_seed(42)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))  # oracle model
+    opt = opt_cls(model.parameters(), lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
+    x, y = torch.randn(64, 5), torch.randn(64, 1)
+    for _ in range(steps):
+        opt.zero_grad(); ((model(x) - y) ** 2).mean().backward(); opt.step()
+    return model, opt
+
+
+ours, opt = fit(AdamW)
+ref, _ = fit(torch.optim.AdamW)
+diff = max((a - b).abs().max().item() for a, b in zip(ours.parameters(), ref.parameters()))
+print(f"max |ours - torch.optim.AdamW| after 20 steps: {diff:.2e}")
+assert diff < 1e-6
+fresh = AdamW(ours.parameters()); fresh.load_state_dict(opt.state_dict())
+assert all(torch.equal(fresh.state[p]["exp_avg_sq"], opt.state[p]["exp_avg_sq"]) for p in ours.parameters())
+
+# %% [markdown]
+# ## 4 · Cosine learning-rate schedule with warm-up
+#
+# Linear warm-up from 0 to $\alpha_{max}$ over $T_w$ steps, then half a cosine down to
+# $\alpha_{min}$ at step $T_c$, then flat at $\alpha_{min}$ — exactly the handout's definition.
+
+# %%
+#| export
+def cosine_lr(it: int, max_lr: float, min_lr: float, warmup_iters: int, cosine_cycle_iters: int) -> float:
+    """Learning rate at iteration ``it`` (0-based) of warm-up + cosine annealing.
+
+        it <  Tw:        it / Tw * max_lr
+        Tw <= it <= Tc:  min_lr + (1 + cos(pi * (it - Tw) / (Tc - Tw))) / 2 * (max_lr - min_lr)
+        it >  Tc:        min_lr
+
+    >>> cosine_lr(0, 1.0, 0.1, 10, 110), cosine_lr(10, 1.0, 0.1, 10, 110), cosine_lr(500, 1.0, 0.1, 10, 110)
+    (0.0, 1.0, 0.1)
+    """
+    if it < warmup_iters:
+        return it / warmup_iters * max_lr
+    if it > cosine_cycle_iters:
+        return min_lr
+    if cosine_cycle_iters == warmup_iters:  # no annealing phase: the single step Tw == Tc is the peak
+        return max_lr
+    progress = (it - warmup_iters) / (cosine_cycle_iters - warmup_iters)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+# %% [markdown]
+# The handout's test values (max 1, min 0.1, $T_w$=7, $T_c$=21), and the picture:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print([round(cosine_lr(it, 1.0, 0.1, 7, 21), 4) for it in range(25)])
+
+# %%
+its = np.arange(0, 1200)
+fig, ax = plt.subplots(figsize=(6, 2.5))
+ax.plot(its, [cosine_lr(int(i), 1e-3, 1e-4, 100, 1000) for i in its])
+ax.axvline(100, ls=":", c="gray"); ax.axvline(1000, ls=":", c="gray")
+ax.set(xlabel="iteration", ylabel="learning rate", title="warm-up 100, cosine to step 1000, then min_lr")
+fig.tight_layout(); fig.savefig(FIG_DIR / "cosine_schedule.png", dpi=120)
+
+# %% [markdown]
+# ## 5 · Gradient clipping
+#
+# One global L2 norm over *all* gradients $\|g\|_2$; if it exceeds $M$, every gradient is scaled by
+# $M/(\|g\|_2+\epsilon)$ with $\epsilon = 10^{-6}$, so the direction is kept and the norm lands just
+# under $M$. Parameters without a gradient (frozen, or unused this step) are skipped. We return the
+# norm *before* clipping (worth logging: spikes announce trouble) as a tensor, so calling it costs no
+# device→host synchronisation; multiplying by `min(1, M/(norm+eps))` instead of branching on the norm
+# keeps it sync-free too.
+
+# %%
+#| default_exp nn_utils
+
+# %%
+#| export
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float, eps: float = 1e-6) -> torch.Tensor:
+    """Scale all gradients in place so that their global L2 norm is at most ``max_l2_norm``.
+
+    Returns the global norm before clipping (0-dim float32 tensor; 0 when no parameter has a grad).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
+    total = torch.linalg.vector_norm(norms)
+    scale = torch.clamp(max_l2_norm / (total + eps), max=1.0)
+    for g in grads:
+        g.detach().mul_(scale.to(g.dtype))
+    return total
+
+
+# %% [markdown]
+# Against `torch.nn.utils.clip_grad_norm_` (oracle), with one parameter that has no gradient:
+
+# %%
+from cs336_basics.nn_utils import clip_gradients
+
+a = [torch.nn.Parameter(torch.randn(3, 4)) for _ in range(3)]
+b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+for params in (a, b):
+    (params[0] ** 3).sum().backward(); (params[1] * 5).sum().backward()   # params[2] gets no grad
+norm_ours = clip_gradients(a, 1.0)
+norm_ref = torch.nn.utils.clip_grad_norm_(b, 1.0)
+print(f"norm before: ours {norm_ours:.4f} torch {norm_ref:.4f};  after: "
+      f"{torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in a[:2]])):.6f}")
+assert torch.allclose(norm_ours, norm_ref) and all(torch.allclose(p.grad, q.grad) for p, q in zip(a[:2], b[:2]))
+
+# %% [markdown]
+# ## 6 · Batches from a token file
+#
+# A tokenised corpus is one long 1-D array of ids. A batch is `batch_size` windows of
+# `context_length + 1` tokens at uniformly random starts in `[0, n - context_length)`: inputs are the
+# first `context_length`, targets the same window shifted by one. We gather all windows with one
+# fancy-indexing call, which on an `np.memmap` reads only those pages from disk. On CUDA the batch
+# goes through pinned memory with a non-blocking copy, so the transfer overlaps with compute.
+
+# %%
+#| default_exp data
+
+# %%
+#| export
+"""Token datasets on disk and random training batches.
+
+    >>> tokens = load_tokens("data/train.npy")              # np.memmap, nothing read yet
+    >>> x, y = get_batch(tokens, batch_size=32, context_length=256, device="cpu")
+    >>> x.shape, y.shape, bool((x[:, 1:] == y[:, :-1]).all())
+    ((32, 256), (32, 256), True)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+
+# %%
+#| export
+def check_device(device: str | torch.device) -> torch.device:
+    """Parse a device string and make sure it exists here, with an error that says what to use instead."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise RuntimeError(f"unknown device {device!r} ({err}); use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r}: Torch not compiled with CUDA enabled or no GPU visible; use 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device {device!r}: CUDA error: invalid device ordinal (this machine has "
+                f"{torch.cuda.device_count()} GPU(s): cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            )
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise RuntimeError(f"device {device!r}: MPS is not available on this machine; use 'cpu'")
+    return dev
+
+
+def batch_at(
+    tokens: npt.NDArray, starts: npt.NDArray, context_length: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows tokens[s : s + context_length + 1] for each start s, split into (inputs, targets).
+
+    tokens: (n,) ints (array or memmap); starts: (batch,). Returns two (batch, context_length) int64
+    tensors on ``device``, targets shifted one to the left of inputs.
+    """
+    dev = device if isinstance(device, torch.device) else check_device(device)
+    windows = tokens[np.asarray(starts)[:, None] + np.arange(context_length + 1)]  # (batch, ctx + 1)
+    batch = torch.from_numpy(windows.astype(np.int64, copy=False))
+    if dev.type == "cuda":
+        batch = batch.pin_memory().to(dev, non_blocking=True)
+    elif dev.type != "cpu":
+        batch = batch.to(dev)
+    return batch[:, :-1], batch[:, 1:]
+
+
+def get_batch(
+    tokens: npt.NDArray,
+    batch_size: int,
+    context_length: int,
+    device: str | torch.device = "cpu",
+    rng: np.random.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``batch_size`` random windows: (inputs, targets), each (batch_size, context_length).
+
+    Start positions are uniform over [0, len(tokens) - context_length), so every window fits and
+    every token can be a target. ``rng`` (a numpy Generator) makes the draw reproducible; without
+    it numpy's global generator is used. A device that does not exist here raises RuntimeError.
+    """
+    dev = check_device(device)
+    n = len(tokens)
+    if tokens.ndim != 1:
+        raise ValueError(f"get_batch: tokens must be a 1-D array of ids, got shape {tokens.shape}")
+    if n <= context_length:
+        raise ValueError(
+            f"get_batch: {n} tokens cannot hold one window of context_length + 1 = {context_length + 1}; "
+            "use more data or a shorter context_length"
+        )
+    high = n - context_length
+    starts = rng.integers(0, high, size=batch_size) if rng is not None else np.random.randint(0, high, size=batch_size)
+    return batch_at(tokens, starts, context_length, dev)
+
+
+# %% [markdown]
+# Token files are `.npy` arrays (what `tokenize_file` writes). We open them as memory maps and check
+# what can go wrong early, with errors that say what to do: a missing file, a 2-D or float array, an
+# id that is out of range for the model's vocabulary (checked in chunks, so a 10 GB file never has to
+# fit in memory).
+
+# %%
+#| export
+def load_tokens(path: str | os.PathLike, vocab_size: int | None = None, *, chunk: int = 1 << 24) -> np.memmap:
+    """Open a .npy token file as a read-only memmap, after checking it is a 1-D integer array
+    whose ids are all < vocab_size (when given)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"token file {str(path)!r} does not exist; create it with `cs336 tokenize` "
+            "or point the config's [data] train_tokens/valid_tokens at an existing .npy file"
+        )
+    try:
+        tokens = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as err:
+        raise ValueError(f"token file {str(path)!r} is not a .npy array ({err}); write it with np.save") from None
+    if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"token file {str(path)!r} holds a {tokens.ndim}-D {tokens.dtype} array; expected 1-D integer ids")
+    if vocab_size is not None:
+        for i in range(0, len(tokens), chunk):
+            part = tokens[i : i + chunk]
+            lo, hi = int(part.min()), int(part.max())
+            if lo < 0 or hi >= vocab_size:
+                raise ValueError(
+                    f"token file {str(path)!r} holds id {hi if hi >= vocab_size else lo} outside [0, {vocab_size}); "
+                    "was it made with another tokenizer? set model.vocab_size to match the tokenizer"
+                )
+    return tokens
+
+
+# %% [markdown]
+# Checks: shapes, the shift by one, and that start positions are uniform — 32,000 draws over 93
+# possible starts should hit each about 344 times (a chi-square statistic near its 92 degrees of
+# freedom). Then the time it takes, from a memmap on disk.
+
+# %%
+from cs336_basics.data import get_batch, load_tokens
+
+data = np.arange(100)
+rng = np.random.default_rng(0)
+counts = np.zeros(93)
+for _ in range(1000):
+    x, y = get_batch(data, 32, 7, "cpu", rng=rng)
+    assert x.shape == y.shape == (32, 7) and torch.equal(x + 1, y)
+    np.add.at(counts, x[:, 0].numpy(), 1)
+expected = counts.sum() / len(counts)
+chi2 = ((counts - expected) ** 2 / expected).sum()
+print(f"starts seen: {int((counts > 0).sum())}/93, min {counts.min():.0f} max {counts.max():.0f}, chi2 = {chi2:.1f} (df 92)")
+assert (counts > 0).all() and chi2 < 150
+
+# %%
+np.save(TMP / "tokens.npy", np.random.default_rng(0).integers(0, 10_000, size=5_000_000, dtype=np.uint16))
+tokens = load_tokens(TMP / "tokens.npy", vocab_size=10_000)
+rng = np.random.default_rng(0)
+t0 = time.perf_counter(); n = 200
+for _ in range(n):
+    x, y = get_batch(tokens, 32, 256, "cpu", rng=rng)
+print(f"get_batch(32 x 256) from a 5M-token memmap: {(time.perf_counter() - t0) / n * 1e3:.3f} ms per batch")
+
+# %% [markdown]
+# ## 7 · Checkpoints
+#
+# A checkpoint is a dict: model `state_dict`, optimiser `state_dict` (AdamW's moments and step
+# counts), the iteration, and anything else the caller adds (the training loop adds its config, RNG
+# states and timings). Paths are written to a temporary name in the same directory and renamed
+# with `os.replace`, which is atomic: a crash mid-write leaves the previous checkpoint intact.
+# File objects (a `BytesIO`, an open file) are written directly. A model wrapped by `torch.compile`
+# or `DistributedDataParallel` is unwrapped first, so the keys are always the plain model's.
+
+# %%
+#| default_exp serialization
+
+# %%
+#| export
+"""Save and load training checkpoints (model, optimizer, iteration, extras), atomically for paths.
+
+    >>> save_checkpoint(model, optimizer, 1000, "runs/x/checkpoints/latest.pt", config=cfg_dict)
+    >>> iteration = load_checkpoint("runs/x/checkpoints/latest.pt", model, optimizer)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import torch
+
+
+# %%
+#| export
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside torch.compile (``_orig_mod``) and DDP (``module``) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif type(model).__name__ == "DistributedDataParallel":
+            model = model.module
+        else:
+            return model
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    out: str | os.PathLike | BinaryIO | IO[bytes],
+    **extra: Any,
+) -> None:
+    """Write {"model", "optimizer", "iteration", **extra} with torch.save to a path (atomically) or a file object."""
+    obj = {
+        "model": unwrap_model(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "iteration": int(iteration),
+        **extra,
+    }
+    if not isinstance(out, (str, os.PathLike)):
+        torch.save(obj, out)
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_checkpoint(src: str | os.PathLike | BinaryIO | IO[bytes], map_location: Any = "cpu") -> dict:
+    """The checkpoint dict, with tensors mapped to ``map_location`` (a clear error if the path is missing)."""
+    if isinstance(src, (str, os.PathLike)) and not Path(src).is_file():
+        raise FileNotFoundError(f"checkpoint {str(src)!r} does not exist; check the path (or the run's checkpoints/ folder)")
+    return torch.load(src, map_location=map_location, weights_only=True)
+
+
+def load_checkpoint(
+    src: str | os.PathLike | BinaryIO | IO[bytes],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    map_location: Any = "cpu",
+) -> int:
+    """Restore model (and optimizer, if given) state from ``src``; return the saved iteration."""
+    ckpt = read_checkpoint(src, map_location)
+    unwrap_model(model).load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    return int(ckpt["iteration"])
+
+
+# %% [markdown]
+# Round trip through a file path and through a `BytesIO`: weights, AdamW moments and the iteration
+# come back exactly.
+
+# %%
+import io
+from cs336_basics.serialization import load_checkpoint, save_checkpoint
+
+model_a, opt_a = fit(AdamW, steps=3)
+model_b, opt_b = fit(AdamW, steps=0)
+for target in (TMP / "ckpt" / "latest.pt", io.BytesIO()):
+    save_checkpoint(model_a, opt_a, 3, target)
+    if isinstance(target, io.BytesIO):
+        target.seek(0)
+    assert load_checkpoint(target, model_b, opt_b) == 3
+    assert all(torch.equal(p, q) for p, q in zip(model_a.parameters(), model_b.parameters()))
+    assert all(torch.equal(opt_a.state[p]["exp_avg"], opt_b.state[q]["exp_avg"])
+               for p, q in zip(model_a.parameters(), model_b.parameters()))
+print(sorted(p.name for p in (TMP / "ckpt").iterdir()))   # no temporary file left behind
+
+# %% [markdown]
+# ## 8 · The training loop
+#
+# `train.py` puts it all together. A run is described by a **typed config** in five sections —
+# `[model]`, `[optim]`, `[schedule]`, `[data]`, `[run]` — loaded from TOML and overridable from the
+# command line (`--set optim.lr=3e-3`). An unknown key or a value of the wrong type is an error
+# naming it.
+
+# %%
+#| default_exp train
+
+# %%
+#| export
+"""The training loop: typed TOML configs, the loop itself, resume, and loading a trained run.
+
+    $ cs336 train --config configs/cpu.toml --set optim.lr=3e-3 --set run.out_dir=runs/lr3e-3
+    >>> cfg = load_config("configs/smoke.toml", ["schedule.max_steps=50"])
+    >>> run_dir = train(cfg)                       # runs/.../{config.toml, metrics.jsonl, checkpoints/}
+    >>> model, cfg = load_model_from_run(run_dir)  # latest checkpoint, eval mode
+
+One step: sample a batch -> forward (bf16 autocast if enabled) -> cross-entropy -> backward ->
+clip the global gradient norm -> set the cosine learning rate -> AdamW step. Every ``log_every``
+steps a line goes to metrics.jsonl; every ``eval_every`` steps the loss on a fixed set of
+validation batches; every ``checkpoint_every`` steps and at the end a checkpoint that holds
+everything needed to continue bit-for-bit (model, optimizer, step, config, RNG states).
+Under torchrun, the same code runs DistributedDataParallel: every rank draws the same global
+batch of start positions and reads its own slice, so N ranks see exactly the batch one process
+would; DDP averages the gradients; rank 0 logs and saves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+import tomllib
+import typing
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cs336_basics.accounting import training_flops_per_token
+from cs336_basics.data import batch_at, check_device, load_tokens
+from cs336_basics.nn_utils import clip_gradients, cross_entropy, perplexity
+from cs336_basics.optimizer import AdamW, cosine_lr
+from cs336_basics.serialization import read_checkpoint, save_checkpoint, unwrap_model
+
+
+# %% [markdown]
+# ### The config
+#
+# Five dataclasses; every field has a type and a default, and the defaults are the handout's
+# TinyStories model. `model` mirrors `TransformerLM`'s constructor (so `TransformerLM(**...)` builds
+# it); `d_ff = 0` means "the model's default". `data.batch_size` is the **global** batch: under DDP
+# each of N ranks gets `batch_size / N` of it.
+
+# %%
+#| export
+@dataclass
+class ModelConfig:
+    vocab_size: int = 10_000
+    context_length: int = 256
+    d_model: int = 512
+    num_layers: int = 4
+    num_heads: int = 16
+    d_ff: int = 1344          # 0: the model's default (about 8/3 d_model, a multiple of 64)
+    rope_theta: float = 10_000.0
+    norm: str = "pre"         # pre | post | none
+    positional: str = "rope"  # rope | none
+    ffn: str = "swiglu"       # swiglu | silu
+    tie_embeddings: bool = False
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3          # peak learning rate (the schedule's max_lr)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # applied to matrices only; gains and other 1-D params are not decayed
+    grad_clip: float = 1.0    # max global L2 norm; 0 disables clipping
+
+
+@dataclass
+class ScheduleConfig:
+    max_steps: int = 5000
+    warmup_steps: int = 200
+    cosine_steps: int = 0     # step where the cosine reaches min_lr; 0: max_steps
+    min_lr_ratio: float = 0.1  # min_lr = lr * min_lr_ratio
+
+
+@dataclass
+class DataConfig:
+    train_tokens: str = "data/train.npy"
+    valid_tokens: str = "data/valid.npy"
+    tokenizer: str = ""       # saved tokenizer directory (optional; used by decoding)
+    batch_size: int = 32      # global batch (sequences per optimizer step)
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"      # auto (cuda -> mps -> cpu) | cpu | cuda | cuda:N | mps
+    precision: str = "auto"   # auto (bf16 on CUDA, fp32 elsewhere) | bf16 | fp32  (bf16 = autocast)
+    tf32: bool = True         # TF32 matmuls on CUDA
+    compile: bool = False     # torch.compile the model
+    num_threads: int = 0      # CPU threads for torch; 0: torch's default
+    deterministic: bool = False
+    log_every: int = 10
+    eval_every: int = 200
+    eval_batches: int = 20
+    checkpoint_every: int = 1000
+    keep_checkpoints: bool = False  # also keep checkpoints/step_N.pt at every checkpoint
+    progress: bool = True     # tqdm bar on stderr
+    peak_flops: float = 0.0   # for MFU; 0: measure a matmul peak on the device at start
+    wandb: bool = False
+    wandb_project: str = "cs336-basics"
+    wandb_mode: str = "online"  # online | offline
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+class ConfigError(ValueError):
+    """A config file or override that names an unknown key or holds a bad value."""
+
+
+# %% [markdown]
+# Loading: read the TOML file, apply `section.key=value` overrides (the value is parsed as a TOML
+# value, so `3e-3` is a float and `true` a bool; anything that does not parse is a string), then
+# coerce each value to its field's type and validate the ranges and choices.
+
+# %%
+#| export
+_CHOICES = {
+    ("model", "norm"): ("pre", "post", "none"),
+    ("model", "positional"): ("rope", "none"),
+    ("model", "ffn"): ("swiglu", "silu"),
+    ("run", "precision"): ("auto", "bf16", "fp32"),
+    ("run", "wandb_mode"): ("online", "offline"),
+}
+_POSITIVE = {("model", k) for k in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")} | {
+    ("schedule", "max_steps"), ("data", "batch_size"), ("run", "log_every"), ("run", "eval_every"),
+    ("run", "eval_batches"), ("run", "checkpoint_every"),
+}
+_NON_NEGATIVE = {("model", "d_ff"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
+                 ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
+                 ("schedule", "min_lr_ratio"), ("run", "num_threads"), ("run", "peak_flops")}
+
+
+def _sections() -> dict[str, type]:
+    return {f.name: f.default_factory for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(value: Any, typ: type, where: str, raw: str | None = None) -> Any:
+    bad = ConfigError(f"{where} must be a {typ.__name__}, got {value!r}")
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if typ is int:
+        if isinstance(value, float) and value.is_integer():  # 1e6 steps
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        if raw is not None:  # an override like run.out_dir=2024 parsed as a number: keep the text
+            return raw
+        raise bad
+    raise TypeError(f"unsupported config field type {typ}")
+
+
+def _validate(section: str, key: str, value: Any) -> None:
+    where = f"{section}.{key}"
+    if (section, key) in _CHOICES and value not in _CHOICES[section, key]:
+        raise ConfigError(f"{where} = {value!r} is not one of {', '.join(_CHOICES[section, key])}")
+    if (section, key) in _POSITIVE and not value > 0:
+        raise ConfigError(f"{where} must be > 0, got {value!r}")
+    if (section, key) in _NON_NEGATIVE and not value >= 0:
+        raise ConfigError(f"{where} must be >= 0, got {value!r}")
+    if key in ("beta1", "beta2") and not 0 <= value < 1:
+        raise ConfigError(f"{where} must be in [0, 1), got {value!r}")
+
+
+def _set(config: TrainConfig, section: str, key: str, value: Any, raw: str | None = None) -> None:
+    sections = _sections()
+    if section not in sections:
+        raise ConfigError(f"unknown config section [{section}]; the sections are {', '.join(sections)}")
+    part = getattr(config, section)
+    hints = typing.get_type_hints(type(part))
+    if key not in hints:
+        raise ConfigError(f"unknown config key {section}.{key}; [{section}] has {', '.join(hints)}")
+    value = _coerce(value, hints[key], f"{section}.{key}", raw)
+    _validate(section, key, value)
+    setattr(part, key, value)
+
+
+def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A TrainConfig from nested dicts ({"model": {...}, ...}) plus "section.key=value" overrides."""
+    config = TrainConfig()
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"config entry {section!r} must be a [section] table; the sections are {', '.join(_sections())}")
+        for key, value in values.items():
+            _set(config, section, key, value)
+    for item in overrides:
+        name, sep, raw = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. optim.lr=3e-3)")
+        raw = raw.strip()
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # unquoted text, e.g. run.out_dir=runs/x
+        _set(config, section, key, value, raw=raw.strip("\"'"))
+    return config
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a TOML config (None: the defaults) and apply "section.key=value" overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist; see configs/*.toml for presets")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    return config_from_dict(data, overrides)
+
+
+def config_to_toml(config: TrainConfig) -> str:
+    """The config as TOML text that load_config reads back to an equal TrainConfig."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float):
+            return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+        if isinstance(v, int):
+            return str(v)
+        return json.dumps(v)
+    lines = []
+    for section in _sections():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {fmt(v)}" for k, v in dataclasses.asdict(getattr(config, section)).items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def model_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """ModelConfig as TransformerLM keyword arguments (d_ff 0 -> None: the model's default)."""
+    kwargs = dataclasses.asdict(model)
+    kwargs["d_ff"] = kwargs["d_ff"] or None
+    return kwargs
+
+
+# %% [markdown]
+# A quick look: the defaults are the handout's TinyStories model; overrides are typed; a typo is an
+# error that lists the keys that do exist.
+
+# %%
+from cs336_basics.train import ConfigError, load_config, config_from_dict, config_to_toml
+
+cfg = config_from_dict({}, ["optim.lr=3e-3", "run.compile=true", "run.out_dir=runs/lr3e-3"])
+print(cfg.model, cfg.optim.lr, cfg.run.compile, cfg.run.out_dir, sep="\n")
+for bad in (["optim.learning_rate=1e-3"], ["model.d_model=big"], ["schedule.max_steps=-5"], ["run.precision=fp8"]):
+    try:
+        config_from_dict({}, bad)
+    except ConfigError as err:
+        print("ConfigError:", err)
+
+# %% [markdown]
+# ### Devices, precision, and distributed setup
+#
+# `auto` picks CUDA, then Apple's MPS, then the CPU. On CUDA we allow TF32 matmuls and run the
+# forward pass under bf16 autocast (the master weights, gradients and AdamW state stay float32).
+# bf16 autocast also works on CPUs with AVX-512 BF16 / AMX, where bf16 matmuls run several times
+# faster than float32 — the `cpu` preset turns it on.
+#
+# Under `torchrun` the environment holds `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; we start a process
+# group (NCCL on GPUs, gloo on CPUs) and each rank takes GPU `LOCAL_RANK`.
+
+# %%
+#| export
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda:LOCAL_RANK if available, else mps, else cpu; anything else is checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = check_device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"run.device: {err}") from None
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 for autocast, or None for plain float32."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return None
+
+
+def setup_distributed(device_name: str) -> Dist:
+    """Join the torchrun process group if WORLD_SIZE > 1 (idempotent)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(rank, world, local_rank)
+
+
+def any_rank(flag: bool, d: Dist) -> bool:
+    """True on every rank if ``flag`` is True on any rank."""
+    import torch.distributed as dist
+
+    t = torch.tensor([float(flag)])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def all_reduce_mean(value: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.enabled:
+        import torch.distributed as dist
+
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= d.world_size
+    return value
+
+
+# %% [markdown]
+# ### Throughput accounting
+#
+# MFU compares the FLOPs we actually perform per second with the device's peak. The FLOPs per
+# training token (about 6 per parameter, plus the attention scores) come from notebook 03's
+# `accounting.training_flops_per_token`. The peak is *measured* with a large matmul in the training
+# precision, so MFU is against what this machine can actually do (set `run.peak_flops` to use a
+# datasheet number instead).
+
+# %%
+#| export
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of a large square matmul on ``device`` in ``dtype`` (a practical peak for MFU)."""
+    n = 4096 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    a @ b; sync()
+    reps, t0 = 0, time.perf_counter()
+    while reps < 3 or time.perf_counter() - t0 < 0.2:
+        a @ b; reps += 1
+    sync()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+# %% [markdown]
+# ### RNG state
+#
+# To resume *exactly*, a checkpoint holds every random state the loop uses: torch (CPU and CUDA),
+# numpy's and Python's global generators, and the numpy `Generator` that draws batch start
+# positions. We store them as plain lists and dicts so that `torch.load(weights_only=True)` can
+# read them back.
+
+# %%
+#| export
+def rng_state(batch_rng: np.random.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state(legacy=False)
+    np_state["state"]["key"] = np_state["state"]["key"].tolist()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np_state,
+        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
+        "batches": batch_rng.bit_generator.state,
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], batch_rng: np.random.Generator) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    np_state = dict(state["numpy"])
+    np_state["state"] = dict(np_state["state"], key=np.asarray(np_state["state"]["key"], dtype=np.uint32))
+    np.random.set_state(np_state)
+    *internal, version, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    batch_rng.bit_generator.state = state["batches"]
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# %% [markdown]
+# ### The loop
+#
+# A few decisions worth spelling out:
+#
+# * **Validation** uses a fixed list of batch start positions drawn once from the seed, so every
+#   evaluation (and every run with the same seed) measures the same tokens: curves are comparable.
+# * **No per-step host sync.** Each step's loss stays on the device; every `log_every` steps the
+#   window is copied once, checked for NaN/inf (naming the first bad step) and averaged.
+# * **Ctrl-C** sets a flag; the step in progress finishes, a checkpoint is written and
+#   `TrainingInterrupted` is raised (the CLI turns it into exit status 130). A second Ctrl-C aborts.
+# * **A non-finite loss** raises `TrainingDiverged`; nothing is saved after the last good checkpoint.
+# * **Resume** restores the model, AdamW, the step, the RNG states and the clock, and drops any
+#   metrics lines logged after the checkpoint, so a resumed run continues the same curve.
+
+# %%
+#| export
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: a checkpoint at ``step`` was saved to ``checkpoint``."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}; continue with --resume")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class _StopFlag:
+    """Turn the first SIGINT into a flag checked between steps; a second one interrupts immediately."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: finishing this step and saving a checkpoint (press again to abort)", file=sys.stderr)
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _metrics_writer(path: Path, keep_until_step: int | None):
+    """Open metrics.jsonl for appending; on resume keep only lines up to the checkpoint's step."""
+    if keep_until_step is None:
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= keep_until_step]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in kept))
+        os.replace(tmp, path)
+    return path.open("a", encoding="utf-8")
+
+
+# %%
+#| export
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Train a TransformerLM as ``config`` says; return the run directory.
+
+    Writes run.out_dir/config.toml, metrics.jsonl and checkpoints/latest.pt (+ step_N.pt when
+    run.keep_checkpoints). ``resume=True`` continues from checkpoints/latest.pt exactly.
+    Raises TrainingInterrupted after saving on Ctrl-C, TrainingDiverged on a NaN/inf loss, and
+    ConfigError / FileNotFoundError / ValueError for bad settings or data.
+    """
+    from tqdm.auto import tqdm
+
+    from cs336_basics.model import TransformerLM
+
+    m, o, s, dc, r = config.model, config.optim, config.schedule, config.data, config.run
+    d = setup_distributed(r.device)
+    device = resolve_device(r.device, d.local_rank)
+    if r.num_threads:
+        torch.set_num_threads(r.num_threads)
+    if r.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda" and r.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp_dtype = autocast_dtype(r.precision, device)
+    if dc.batch_size % d.world_size:
+        raise ConfigError(f"data.batch_size = {dc.batch_size} must be divisible by the number of processes ({d.world_size})")
+    local_batch = dc.batch_size // d.world_size
+
+    out_dir = Path(r.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    latest = ckpt_dir / "latest.pt"
+    if resume and not latest.is_file():
+        raise FileNotFoundError(f"cannot resume: {latest} does not exist; start without --resume")
+    if not resume and latest.is_file():
+        raise FileExistsError(
+            f"{out_dir} already holds a run (checkpoints/latest.pt); pass --resume to continue it, "
+            "or set run.out_dir to a new directory"
+        )
+
+    train_tokens = load_tokens(dc.train_tokens, m.vocab_size)
+    valid_tokens = load_tokens(dc.valid_tokens, m.vocab_size)
+    for name, toks in (("train", train_tokens), ("valid", valid_tokens)):
+        if len(toks) <= m.context_length:
+            raise ValueError(f"{name} token file holds {len(toks)} tokens, fewer than context_length + 1 = {m.context_length + 1}")
+
+    torch.manual_seed(r.seed)
+    np.random.seed(r.seed)
+    random.seed(r.seed)
+    model = TransformerLM(**model_kwargs(m), device=device)
+    n_params = sum(p.numel() for p in model.parameters())
+    # weight decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+    )
+    # every rank draws the same global batch of starts and reads its own slice of it
+    batch_rng = np.random.default_rng(r.seed)
+    val_rng = np.random.default_rng([r.seed, 1])
+    n_val_starts = len(valid_tokens) - m.context_length
+    val_starts = [val_rng.integers(0, n_val_starts, size=dc.batch_size) for _ in range(r.eval_batches)]
+
+    start_step, wall_offset = 0, 0.0
+    if resume:
+        ckpt = read_checkpoint(latest, map_location=device)
+        saved = ckpt.get("config", {}).get("model")
+        if saved is not None and saved != dataclasses.asdict(m):
+            raise ConfigError(f"[model] differs from the checkpoint's ({saved}); resume with the same model settings")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_step = int(ckpt["iteration"])
+        wall_offset = float(ckpt.get("wallclock_s", 0.0))
+        set_rng_state(ckpt["rng"], batch_rng)
+        del ckpt
+
+    raw_model = model
+    if r.compile:
+        model = torch.compile(model)
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    cosine_steps = s.cosine_steps or s.max_steps
+    min_lr = o.lr * s.min_lr_ratio
+    fpt = training_flops_per_token(model_kwargs(m))
+    peak = r.peak_flops or measure_matmul_peak(device, amp_dtype or torch.float32)
+    tokens_per_step = dc.batch_size * m.context_length
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+
+    metrics = wandb_run = None
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
+        metrics = _metrics_writer(out_dir / "metrics.jsonl", start_step if resume else None)
+        if r.wandb:
+            import wandb  # optional dependency: pip install 'cs336-basics[wandb]'
+
+            wandb_run = wandb.init(project=r.wandb_project, name=out_dir.name, dir=str(out_dir),
+                                   config=dataclasses.asdict(config), mode=r.wandb_mode, resume="allow")
+
+    def log(record: dict[str, Any]) -> None:
+        if metrics is not None:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+        if wandb_run is not None:
+            wandb_run.log(record, step=record["step"])
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        raw_model.eval()
+        total = torch.zeros((), device=device)
+        for starts in val_starts:
+            x, y = batch_at(valid_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
+            with autocast():
+                logits = raw_model(x)
+            total += cross_entropy(logits, y)
+        raw_model.train()
+        return all_reduce_mean(total / len(val_starts), d).item()
+
+    def checkpoint(step: int, batch_state: dict[str, Any], wall: float) -> Path | None:
+        if not d.is_main:
+            return None
+        rng = rng_state(batch_rng) | {"batches": batch_state}
+        extra = dict(config=dataclasses.asdict(config), rng=rng, wallclock_s=wall,
+                     tokens=step * tokens_per_step, n_params=n_params)
+        save_checkpoint(raw_model, optimizer, step, latest, **extra)
+        if r.keep_checkpoints:
+            save_checkpoint(raw_model, optimizer, step, ckpt_dir / f"step_{step}.pt", **extra)
+        return latest
+
+    t_start = time.perf_counter()
+    wall = lambda: wall_offset + time.perf_counter() - t_start  # noqa: E731
+    if start_step == 0:
+        val = evaluate()
+        log({"step": 0, "tokens": 0, "val/loss": val, "val/ppl": perplexity(val), "wallclock_s": wall()})
+    bar = tqdm(total=s.max_steps, initial=start_step, disable=not (d.is_main and r.progress),
+               file=sys.stderr, dynamic_ncols=True, unit="step")
+    window: list[torch.Tensor] = []
+    norms: list[torch.Tensor] = []
+    window_start, window_t0 = start_step, time.perf_counter()
+    completed, batch_state = start_step, batch_rng.bit_generator.state  # batch_state: after `completed` steps
+    model.train()
+    try:
+        with _StopFlag() as stop:
+            for step in range(start_step, s.max_steps):
+                lr = cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                starts = batch_rng.integers(0, len(train_tokens) - m.context_length, size=dc.batch_size)
+                x, y = batch_at(train_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
+                with autocast():
+                    logits = model(x)
+                loss = cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                norms.append(clip_gradients(raw_model.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf))
+                optimizer.step()
+                window.append(loss.detach())
+                completed = it = step + 1
+                batch_state = batch_rng.bit_generator.state
+                bar.update(1)
+
+                last = it == s.max_steps
+                boundary = last or it % r.log_every == 0 or it % r.eval_every == 0 or it % r.checkpoint_every == 0
+                # under DDP every rank must stop at the same step: agree at boundaries (no per-step sync)
+                stop_now = any_rank(stop.requested, d) if (d.enabled and boundary) else (stop.requested and not d.enabled)
+                if boundary or stop_now:
+                    losses = torch.stack(window).float().cpu()
+                    bad = (~torch.isfinite(losses)).nonzero()
+                    if len(bad):
+                        first = window_start + int(bad[0]) + 1
+                        have = read_checkpoint(latest)["iteration"] if latest.is_file() else None
+                        raise TrainingDiverged(
+                            f"loss became {losses[int(bad[0])].item()} at step {first}; stopping. "
+                            + (f"The last good checkpoint is {latest} (step {have}); resume from it with a "
+                               "lower optim.lr or a smaller optim.grad_clip" if have is not None else
+                               "No checkpoint was written yet; lower optim.lr or use a smaller optim.grad_clip")
+                        )
+                    elapsed = time.perf_counter() - window_t0
+                    tok_s = (it - window_start) * tokens_per_step / max(elapsed, 1e-9)
+                    train_loss = all_reduce_mean(losses.mean().to(device), d).item()
+                    record = {"step": it, "tokens": it * tokens_per_step, "train/loss": train_loss, "lr": lr,
+                              "grad_norm": torch.stack(norms).mean().item(), "tok_per_s": tok_s,
+                              "mfu": tok_s * fpt / peak, "wallclock_s": wall()}
+                    if last or it % r.eval_every == 0:
+                        val = evaluate()
+                        record |= {"val/loss": val, "val/ppl": perplexity(val)}
+                    log(record)
+                    bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+                    if last or it % r.checkpoint_every == 0 or stop_now:
+                        checkpoint(it, batch_state, wall())
+                    window, norms = [], []
+                    window_start, window_t0 = it, time.perf_counter()
+                if stop_now:
+                    raise TrainingInterrupted(it, latest if d.is_main else None)
+    except KeyboardInterrupt as err:
+        if isinstance(err, TrainingInterrupted):
+            raise
+        # interrupted inside a step (a second Ctrl-C, or a KeyboardInterrupt raised from elsewhere):
+        # save the state after the last finished step, with the batch generator as it was then
+        path = checkpoint(completed, batch_state, wall())
+        raise TrainingInterrupted(completed, path) from None
+    finally:
+        bar.close()
+        if metrics is not None:
+            metrics.close()
+        if wandb_run is not None:
+            wandb_run.finish()
+    return out_dir
+
+
+# %% [markdown]
+# ### Loading a trained run
+#
+# Decoding and evaluation need the model back: the run directory's `config.toml` says how to build
+# it, `checkpoints/latest.pt` holds the weights.
+
+# %%
+#| export
+def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device | None = None):
+    """(model in eval mode with the latest checkpoint's weights, its TrainConfig)."""
+    from cs336_basics.model import TransformerLM
+
+    run_dir = Path(run_dir)
+    config_path, ckpt_path = run_dir / "config.toml", run_dir / "checkpoints" / "latest.pt"
+    for p in (config_path, ckpt_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} does not exist; is {str(run_dir)!r} a run directory written by `cs336 train`?")
+    config = load_config(config_path)
+    dev = resolve_device(str(device) if device is not None else "auto")
+    model = TransformerLM(**model_kwargs(config.model), device=dev)
+    model.load_state_dict(read_checkpoint(ckpt_path, map_location=dev)["model"])
+    return model.eval(), config
