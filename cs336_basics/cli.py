@@ -71,12 +71,37 @@ def _run_tokenize(args) -> int:
 
 # ---------------------------------------------------------------- train (training issue)
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a Transformer LM from a TOML config")
+    p = sub.add_parser(
+        "train",
+        help="train a Transformer LM from a TOML config",
+        description="Train a Transformer LM. The run directory (run.out_dir) gets config.toml, metrics.jsonl "
+        "and checkpoints/latest.pt. Ctrl-C saves a checkpoint and stops; --resume continues exactly. "
+        "Under torchrun the same command trains with DistributedDataParallel.",
+        epilog="example: cs336 train --config configs/smoke.toml --set optim.lr=3e-3 --set run.out_dir=runs/lr3e-3",
+    )
+    p.add_argument("--config", required=True, help="TOML preset, e.g. configs/cpu.toml (sections model, optim, "
+                   "schedule, data, run)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable), e.g. --set schedule.max_steps=2000")
+    p.add_argument("--resume", action="store_true", help="continue from run.out_dir/checkpoints/latest.pt")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args) -> int:
-    raise CLIError("cs336 train is not implemented yet")
+    from cs336_basics.train import ConfigError, TrainingDiverged, TrainingInterrupted, load_config, train
+
+    try:
+        config = load_config(args.config, args.overrides)
+        run_dir = train(config, resume=args.resume)
+    except (ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
+        raise CLIError(str(err)) from None
+    except ValueError as err:  # bad data (token ids out of range, too short files) or model settings
+        raise CLIError(str(err)) from None
+    except TrainingInterrupted as err:
+        print(f"cs336 train: {err}", file=sys.stderr)
+        return 130
+    print(f"done: {run_dir} (metrics.jsonl, checkpoints/latest.pt)", file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------- generate (training issue)

@@ -102,7 +102,9 @@ def run_silu(in_features: Tensor) -> Tensor:
 def run_get_batch(
     dataset: npt.NDArray, batch_size: int, context_length: int, device: str
 ) -> tuple[Tensor, Tensor]:
-    raise NotImplementedError("issue 4: training")
+    from cs336_basics.data import get_batch
+
+    return get_batch(dataset, batch_size, context_length, device)
 
 
 def run_softmax(in_features: Tensor, dim: int) -> Tensor:
@@ -110,21 +112,29 @@ def run_softmax(in_features: Tensor, dim: int) -> Tensor:
 
 
 def run_cross_entropy(inputs: Tensor, targets: Tensor) -> Tensor:
-    raise NotImplementedError("issue 4: training")
+    from cs336_basics.nn_utils import cross_entropy
+
+    return cross_entropy(inputs, targets)
 
 
 def run_gradient_clipping(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float) -> None:
-    raise NotImplementedError("issue 4: training")
+    from cs336_basics.nn_utils import clip_gradients
+
+    clip_gradients(parameters, max_l2_norm)
 
 
 def get_adamw_cls() -> Any:
-    raise NotImplementedError("issue 4: training")
+    from cs336_basics.optimizer import AdamW
+
+    return AdamW
 
 
 def run_get_lr_cosine_schedule(
     it: int, max_learning_rate: float, min_learning_rate: float, warmup_iters: int, cosine_cycle_iters: int
 ) -> float:
-    raise NotImplementedError("issue 4: training")
+    from cs336_basics.optimizer import cosine_lr
+
+    return cosine_lr(it, max_learning_rate, min_learning_rate, warmup_iters, cosine_cycle_iters)
 
 
 def run_save_checkpoint(
@@ -133,13 +143,17 @@ def run_save_checkpoint(
     iteration: int,
     out: str | os.PathLike | BinaryIO | IO[bytes],
 ) -> None:
-    raise NotImplementedError("issue 4: training")
+    from cs336_basics.serialization import save_checkpoint
+
+    save_checkpoint(model, optimizer, iteration, out)
 
 
 def run_load_checkpoint(
     src: str | os.PathLike | BinaryIO | IO[bytes], model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> int:
-    raise NotImplementedError("issue 4: training")
+    from cs336_basics.serialization import load_checkpoint
+
+    return load_checkpoint(src, model, optimizer)
 
 
 def get_tokenizer(
