@@ -722,3 +722,66 @@ for chip, peak in [("A100, float32 (handout: 19.5 TFLOP/s)", 19.5e12),
 # 5.69 × 10⁸ s ≈ **6,584 days (about 18 years)**. The same at 50% of an H100's float32 peak
 # (67 TFLOP/s) is about 1,916 days; only low precision on tensor cores (bf16, 989 TFLOP/s dense)
 # brings it to about 130 days.
+
+# %% [markdown]
+# # Model FLOPs utilization on this machine
+#
+# MFU = (tokens per second × model FLOPs per token) / the hardware's peak FLOP/s. The model FLOPs
+# are the accountant's: matmuls only, 3 × forward for a training step, whatever the implementation
+# actually executes. For "peak" we do not trust a datasheet: we measure the best a large torch
+# matmul reaches on this CPU. A quick version of both, here (the full measurement, with more
+# sizes, bfloat16 and the AdamW step, is `benchmarks/bench_matmul_peak.py`):
+
+# %%
+import time
+
+import torch
+
+from cs336_basics.accounting import mfu
+from cs336_basics.model import TransformerLM
+
+
+def best_time(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+n = 256 if SMOKE else 2048
+a, b = torch.randn(n, n), torch.randn(n, n)
+peak = 2 * n**3 / best_time(lambda: a @ b, 3 if SMOKE else 8)
+print(f"float32 matmul {n}x{n}: {peak / 1e9:.1f} GFLOP/s (our 'peak')")
+
+mfu_cfg = (dict(vocab_size=500, context_length=32, d_model=64, num_layers=2, num_heads=4, d_ff=192) if SMOKE else
+           dict(vocab_size=10000, context_length=128, d_model=256, num_layers=4, num_heads=8, d_ff=704))
+batch = 2 if SMOKE else 8
+torch.manual_seed(0)
+lm = TransformerLM(**mfu_cfg)
+ids = torch.randint(0, mfu_cfg["vocab_size"], (batch, mfu_cfg["context_length"]))
+
+
+def forward_backward():
+    lm.zero_grad(set_to_none=True)
+    logits = lm(ids)
+    # cross-entropy against the next token: log-sum-exp minus the target logit (notebook 04 has the real one)
+    loss = (logits[:, :-1].logsumexp(-1) - logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)).mean()
+    loss.backward()
+
+
+step_s = best_time(forward_backward, 2 if SMOKE else 5)
+tokens_per_s = batch * mfu_cfg["context_length"] / step_s
+print(f"forward+backward, batch {batch} x {mfu_cfg['context_length']}: {step_s * 1e3:.0f} ms, "
+      f"{tokens_per_s:,.0f} tok/s, MFU {mfu(tokens_per_s, mfu_cfg, peak):.1%}")
+
+# %% [markdown]
+# Measured with `uv run python benchmarks/bench_matmul_peak.py` on this machine (2 shared cores,
+# no GPU):
+#
+# BENCHMARK_RESULTS
+#
+# Next, notebook 04 turns the model into a training loop; its `mfu` metric comes from
+# `accounting.mfu`.
