@@ -18,6 +18,78 @@ ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().pa
 FIGURES = ROOT / "figures"  # write figures here only when not SMOKE (use a temp dir in smoke mode)
 
 # %% [markdown]
+# ## Unicode and UTF-8
+#
+# Unicode maps characters to integer *code points*; `ord` and `chr` convert between the two.
+
+# %%
+print(ord("牛"), repr(chr(29275)))
+assert ord("牛") == 29275 and chr(29275) == "牛"
+
+# %% [markdown]
+# **unicode1.** What is `chr(0)`? It is U+0000, the NULL control character. Its `repr` shows an
+# escape, `'\x00'`, while printing it writes the raw (invisible) character; inside a string it is
+# kept like any other character: the string gets one code point longer, and a terminal prints
+# nothing visible for it.
+
+# %%
+null = chr(0)
+s = "this is a test" + null + "string"
+print(repr(null), "|", null, "|", len(null))
+print(repr(s))
+print(s)
+assert repr(null) == "'\\x00'" and len(s) == len("this is a test") + 1 + len("string")
+import unicodedata
+print(unicodedata.name(null, "(no name)"), unicodedata.category(null))
+
+# %% [markdown]
+# **unicode2 (a).** Why train on UTF-8 bytes rather than UTF-16 or UTF-32? Compare the lengths:
+# for English (and code, and most of the web) UTF-8 uses one byte per character, UTF-16 two and
+# UTF-32 four, so the others waste most bytes on zeros that a byte-level model would have to predict,
+# and every UTF-16/32 sequence depends on byte order (a BOM) too.
+
+# %%
+samples = ["hello world", "héllo wörld", "こんにちは", "emoji 🙂!", "print(x + 1)"]
+rows = []
+for text in samples:
+    enc = {e: text.encode(e) for e in ("utf-8", "utf-16-le", "utf-32-le")}
+    zeros = {e: b.count(0) for e, b in enc.items()}
+    rows.append((text, len(text), *(len(b) for b in enc.values()), zeros["utf-16-le"], zeros["utf-32-le"]))
+print(f"{'text':14} {'chars':>5} {'utf8':>5} {'utf16':>5} {'utf32':>5} {'zeros16':>7} {'zeros32':>7}")
+for r in rows:
+    print(f"{r[0]:14} {r[1]:5} {r[2]:5} {r[3]:5} {r[4]:5} {r[5]:7} {r[6]:7}")
+assert all(r[2] <= r[3] for r in rows if r[0].isascii())
+
+# %% [markdown]
+# **unicode2 (b).** Decoding byte by byte is wrong because a character may take 2 to 4 bytes, and
+# a lone lead or continuation byte is not valid UTF-8 on its own: `"é".encode()` is `b'\xc3\xa9'`,
+# and decoding `b'\xc3'` alone raises `UnicodeDecodeError`.
+
+# %%
+def decode_utf8_bytes_to_str_wrong(bytestring: bytes):
+    return "".join([bytes([b]).decode("utf-8") for b in bytestring])
+
+assert decode_utf8_bytes_to_str_wrong("hello".encode("utf-8")) == "hello"
+try:
+    decode_utf8_bytes_to_str_wrong("héllo".encode("utf-8"))
+except UnicodeDecodeError as err:
+    print("héllo ->", "héllo".encode("utf-8"), "->", err)
+
+# %% [markdown]
+# **unicode2 (c).** A two-byte sequence that decodes to nothing: `b'\xc3\x28'`. `0xC3` announces a
+# two-byte character, so the next byte must be a continuation byte `10xxxxxx`, but `0x28` is `(`.
+# (`b'\xff\xff'` works too: `0xFF` never occurs in UTF-8.)
+
+# %%
+for bad in (b"\xc3\x28", b"\xff\xff", b"\x80\x80"):
+    try:
+        bad.decode("utf-8")
+        raise AssertionError(f"{bad!r} decoded")
+    except UnicodeDecodeError as err:
+        print(bad, "->", err.reason)
+print(b"\xc3\x28".decode("utf-8", errors="replace"))
+
+# %% [markdown]
 # ## Pre-tokenization
 #
 # Before counting byte pairs we cut the text into *pre-tokens* with GPT-2's regex; BPE never merges
@@ -292,3 +364,343 @@ for workers in (1, 2):
     assert parallel == serial, workers
 print(len(chunk_spans(tmp / "sample.txt", ["<|endoftext|>"], chunk_bytes=100)), "chunks, same counts as one pass")
 serial.most_common(5)
+
+# %% [markdown]
+# ## The BPE algorithm, slowly
+#
+# Byte-pair encoding starts from the 256 single bytes and repeatedly merges the most frequent
+# adjacent pair into a new token. Pairs are counted inside pre-tokens only, each pre-token weighted
+# by how often it occurs. Ties go to the lexicographically greater pair (compared as bytes).
+#
+# Here is the handout's example (its pre-tokenizer simply splits on whitespace), with a trainer that
+# recounts every pair at every step: obviously correct, and slow.
+
+# %%
+from collections import Counter
+
+
+def naive_bpe(word_counts: dict[tuple[bytes, ...], int], num_merges: int) -> list[tuple[bytes, bytes]]:
+    """Recount all pairs, merge the best one everywhere, repeat. Words are tuples of byte strings."""
+    words = dict(word_counts)
+    merges = []
+    for _ in range(num_merges):
+        pairs: Counter = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = max(pairs, key=lambda p: (pairs[p], p))  # ties: the greater pair of bytes
+        merges.append(best)
+        merged = {}
+        for word, count in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] = count
+        words = merged
+    return merges
+
+
+corpus = """low low low low low
+lower lower widest widest widest
+newest newest newest newest newest newest"""
+example_counts = Counter(tuple(bytes([b]) for b in w.encode()) for w in corpus.split())
+print({b"".join(w): c for w, c in example_counts.items()})
+example_merges = naive_bpe(example_counts, 12)
+print([f"{a.decode()} {b.decode()}" for a, b in example_merges])
+
+# %%
+# NBVAL_CHECK_OUTPUT
+handout = ['s t', 'e st', 'o w', 'l ow', 'w est', 'n e', 'ne west', 'w i', 'wi d', 'wid est', 'low e', 'lowe r']
+assert [f"{a.decode()} {b.decode()}" for a, b in example_merges] == handout
+vocab6 = [a + b for a, b in example_merges[:6]]
+print("6 merges add:", [t.decode() for t in vocab6])
+
+# %% [markdown]
+# With those six merges, `newest` becomes `ne west`: apply the merges in the order they were
+# learned.
+
+# %%
+word = [bytes([b]) for b in b"newest"]
+for a, b in example_merges[:6]:
+    i, out = 0, []
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == (a, b):
+            out.append(a + b)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    word = out
+assert word == [b"ne", b"west"], word
+word
+
+# %% [markdown]
+# ## A fast trainer
+#
+# The naive trainer touches every pair of every word at every merge. But a merge of `(A, B)` only
+# changes the words that contain `A B`, and in them only the pairs next to each occurrence:
+# `x A B y` loses `(x, A)`, `(A, B)`, `(B, y)` and gains `(x, AB)`, `(AB, y)`. So we keep
+#
+# * `pair_counts`: pair -> weighted count, updated incrementally;
+# * `pair_words`: pair -> set of indices of words that contain (or once contained) it, so a merge
+#   visits only those words (a word that no longer has the pair is skipped);
+# * a max-heap of `(count, pair)` to find the best pair in O(log n). Counts of existing pairs only
+#   ever go *down* (every pair that gains contains the brand-new token), so entries are invalidated
+#   lazily: a popped entry whose count is out of date is pushed back with its current count.
+#
+# Python's `heapq` is a min-heap. The key must put the largest count first and, among equal counts,
+# the *greatest* pair of bytes first. We negate the count, and for the pair we build a string whose
+# order is the reverse of the bytes order: each byte `x` becomes `chr(255 - x)` and each token ends
+# with `chr(256)`, larger than any of those, so a token sorts *after* every longer token it is a
+# prefix of. Comparing such strings runs in C.
+
+# %%
+#| default_exp bpe
+
+# %%
+#| export
+"""Byte-level BPE training: ``train_bpe(path, vocab_size, special_tokens) -> (vocab, merges)``.
+
+Vocabulary ids: the 256 single bytes first (id = byte value), then the special tokens in the order
+given, then one token per merge in the order the merges were learned. Pairs are counted inside
+GPT-2 pre-tokens only, never across a special token; ties between equally frequent pairs go to
+the lexicographically greater pair of byte strings.
+
+    >>> vocab, merges = train_bpe("corpus.txt", 1000, ["<|endoftext|>"])   # doctest: +SKIP
+    >>> vocab[256], merges[0]                                             # doctest: +SKIP
+    (b'<|endoftext|>', (b' ', b't'))
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Mapping, Sequence
+
+from cs336_basics.pretokenization import count_pretokens_in_file
+
+# %%
+#| export
+def _inverted(token: bytes) -> str:
+    """A string whose order is the reverse of bytes order: a < b  <=>  _inverted(a) > _inverted(b).
+
+    Each byte x becomes chr(255 - x); a final chr(256) (larger than all of them) makes a token sort
+    after every longer token that it is a prefix of. A pair's heap key is the concatenation.
+    """
+    return "".join(chr(255 - x) for x in token) + "\u0100"
+
+
+def learn_merges(
+    word_counts: Mapping[bytes, int], num_merges: int, *, progress: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """Learn up to ``num_merges`` BPE merges from pre-token counts (fewer if pairs run out).
+
+    >>> learn_merges({b"low": 5, b"lower": 2, b"widest": 3, b"newest": 6}, 3)
+    [(b's', b't'), (b'e', b'st'), (b'o', b'w')]
+    """
+    token_bytes = [bytes([i]) for i in range(256)]  # token id -> bytes (ids local to this function)
+    inverted = [_inverted(t) for t in token_bytes]
+    words: list[list[int]] = []  # each distinct pre-token as a list of token ids
+    counts: list[int] = []
+    for word, count in word_counts.items():
+        if len(word) > 1 and count > 0:  # a single byte has no pair to merge
+            words.append(list(word))
+            counts.append(count)
+
+    pair_counts: dict[tuple[int, int], int] = {}
+    pair_words: dict[tuple[int, int], set[int]] = {}
+    for wi, word in enumerate(words):
+        count = counts[wi]
+        for pair in zip(word, word[1:]):
+            pair_counts[pair] = pair_counts.get(pair, 0) + count
+            where = pair_words.get(pair)
+            if where is None:
+                pair_words[pair] = {wi}
+            else:
+                where.add(wi)
+    heap = [(-c, inverted[a] + inverted[b], a, b) for (a, b), c in pair_counts.items()]
+    heapq.heapify(heap)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_merges, unit="merge", desc="merges", leave=False)
+    merges: list[tuple[bytes, bytes]] = []
+    while len(merges) < num_merges and heap:
+        neg_count, key, a, b = heapq.heappop(heap)
+        current = pair_counts.get((a, b), 0)
+        if current != -neg_count:  # out of date: counts only fall, so re-queue at the true count
+            if current > 0:
+                heapq.heappush(heap, (-current, key, a, b))
+            continue
+        new = len(token_bytes)
+        token_bytes.append(token_bytes[a] + token_bytes[b])
+        inverted.append(inverted[a][:-1] + inverted[b])
+        merges.append((token_bytes[a], token_bytes[b]))
+        created = _apply_merge(a, b, new, words, counts, pair_counts, pair_words)
+        del pair_counts[(a, b)]
+        for pair in created:
+            heapq.heappush(heap, (-pair_counts[pair], inverted[pair[0]] + inverted[pair[1]], *pair))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return merges
+
+
+def _apply_merge(a, b, new, words, counts, pair_counts, pair_words) -> set[tuple[int, int]]:
+    """Replace ``a b`` by ``new`` in every word that has it; update counts of neighbouring pairs.
+
+    Returns the pairs that contain ``new`` (the only pairs whose counts went up).
+    """
+    created: set[tuple[int, int]] = set()
+
+    def gain(pair, wi, count):
+        pair_counts[pair] = pair_counts.get(pair, 0) + count
+        created.add(pair)
+        where = pair_words.get(pair)
+        if where is None:
+            pair_words[pair] = {wi}
+        else:
+            where.add(wi)
+
+    for wi in pair_words.pop((a, b)):
+        word = words[wi]
+        remaining = word.count(a)  # occurrences of a at or after j: lets us scan without exceptions
+        if not remaining:
+            continue  # stale index entry: an earlier merge used the pair up in this word
+        last = len(word) - 1
+        starts = []
+        j = 0
+        while remaining:
+            j = word.index(a, j)
+            remaining -= 1
+            if j < last and word[j + 1] == b:
+                starts.append(j)
+                if a == b:
+                    remaining -= 1  # the b we step over is an a too
+                j += 2
+            else:
+                j += 1
+        if not starts:
+            continue
+        count = counts[wi]
+        for k, j in enumerate(starts):
+            if j > 0:
+                if k and starts[k - 1] == j - 2:  # "a b a b": the left neighbour is merged too
+                    pair_counts[(b, a)] -= count
+                    gain((new, new), wi, count)
+                else:
+                    left = word[j - 1]
+                    pair_counts[(left, a)] -= count
+                    gain((left, new), wi, count)
+            end = j + 2
+            if end <= last and (k + 1 == len(starts) or starts[k + 1] != end):
+                right = word[end]
+                pair_counts[(b, right)] -= count
+                gain((new, right), wi, count)
+        if len(starts) == 1:
+            word[starts[0]:starts[0] + 2] = [new]
+        else:
+            out, prev = [], 0
+            for j in starts:
+                out.extend(word[prev:j])
+                out.append(new)
+                prev = j + 2
+            out.extend(word[prev:])
+            words[wi] = out
+    return created
+
+# %% [markdown]
+# The fast trainer must learn exactly what the slow one learns: on the handout's example, and on a
+# random corpus full of ties and repeated letters (`aaaa` is where overlapping pairs bite).
+
+# %%
+fast = learn_merges({b"".join(w): c for w, c in example_counts.items()}, 12)
+assert fast == example_merges
+
+import random
+
+rng = random.Random(0)
+random_counts = Counter(bytes(rng.choice(b"aabbc ") for _ in range(rng.randint(1, 9))) for _ in range(300))
+want = naive_bpe({tuple(bytes([x]) for x in w): c for w, c in random_counts.items()}, 60)
+got = learn_merges(random_counts, 60)
+assert got == want
+print(len(got), "merges agree; first ten:", got[:10])
+
+# %% [markdown]
+# ### `train_bpe`: file in, vocabulary and merges out
+#
+# Put together: stream the file through the parallel pre-token counter, turn each pre-token into
+# its UTF-8 bytes once (undecodable bytes come back exactly, via `surrogateescape`), learn
+# `vocab_size - 256 - len(special_tokens)` merges, and number the vocabulary.
+
+# %%
+#| export
+def train_bpe(
+    input_path: str | os.PathLike,
+    vocab_size: int,
+    special_tokens: Sequence[str] = (),
+    *,
+    num_workers: int | None = None,
+    progress: bool | None = None,
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """Train a byte-level BPE tokenizer on a text file.
+
+    Args:
+        input_path: a UTF-8 text file (bytes that are not valid UTF-8 are kept as they are).
+        vocab_size: the final vocabulary size, bytes + special tokens + merges.
+        special_tokens: strings that split the text and get their own ids (256, 257, ...).
+        num_workers: pre-tokenization processes (None: every CPU; 1: no pool).
+        progress: tqdm bars on stderr (None: only for inputs over 16 MB).
+
+    Returns:
+        ``vocab`` (id -> bytes) and ``merges`` (pairs of bytes, in the order they were learned).
+    """
+    special_tokens = list(special_tokens)
+    for token in special_tokens:
+        if not isinstance(token, str):
+            raise TypeError(f"special tokens must be str, got {token!r}; pass e.g. ['<|endoftext|>']")
+        if not token:
+            raise ValueError("a special token is the empty string; remove it or give it some text, e.g. '<|endoftext|>'")
+    special_tokens = list(dict.fromkeys(special_tokens))  # drop repeats, keep order
+    minimum = 256 + len(special_tokens)
+    if not isinstance(vocab_size, int) or vocab_size < minimum:
+        raise ValueError(
+            f"vocab_size={vocab_size!r} is too small: it must be at least 256 bytes + "
+            f"{len(special_tokens)} special token(s) = {minimum}; raise --vocab-size"
+        )
+    path = os.fspath(input_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"training file {path!r} does not exist (or is not a file); check the path")
+
+    if progress is None:
+        progress = os.path.getsize(path) > (16 << 20)
+    counts = count_pretokens_in_file(path, special_tokens, num_workers=num_workers, progress=progress)
+    word_counts = {word.encode("utf-8", "surrogateescape"): n for word, n in counts.items()}
+    del counts
+    merges = learn_merges(word_counts, vocab_size - minimum, progress=progress)
+
+    vocab = {i: bytes([i]) for i in range(256)}
+    for token in special_tokens:
+        vocab[len(vocab)] = token.encode("utf-8")
+    for a, b in merges:
+        vocab[len(vocab)] = a + b
+    return vocab, merges
+
+# %%
+import tempfile
+
+work = Path(tempfile.mkdtemp())
+(work / "tiny.txt").write_text(corpus.replace("\n", "<|endoftext|>"), encoding="utf-8")
+vocab, merges = train_bpe(work / "tiny.txt", 256 + 1 + 8, ["<|endoftext|>"])
+print(vocab[256], [vocab[i] for i in range(257, len(vocab))])
+print(merges)
