@@ -17,21 +17,35 @@ from torch import Tensor
 
 
 def run_linear(d_in: int, d_out: int, weights: Tensor, in_features: Tensor) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import Linear
+
+    layer = Linear(d_in, d_out, device=weights.device, dtype=weights.dtype)
+    layer.load_state_dict({"weight": weights})
+    return layer(in_features)
 
 
 def run_embedding(vocab_size: int, d_model: int, weights: Tensor, token_ids: Tensor) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import Embedding
+
+    layer = Embedding(vocab_size, d_model, device=weights.device, dtype=weights.dtype)
+    layer.load_state_dict({"weight": weights})
+    return layer(token_ids)
 
 
 def run_swiglu(
     d_model: int, d_ff: int, w1_weight: Tensor, w2_weight: Tensor, w3_weight: Tensor, in_features: Tensor
 ) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import SwiGLU
+
+    ffn = SwiGLU(d_model, d_ff, device=w1_weight.device, dtype=w1_weight.dtype)
+    ffn.load_state_dict({"w1.weight": w1_weight, "w2.weight": w2_weight, "w3.weight": w3_weight})
+    return ffn(in_features)
 
 
 def run_scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import scaled_dot_product_attention
+
+    return scaled_dot_product_attention(Q, K, V, mask)
 
 
 def run_multihead_self_attention(
@@ -43,7 +57,14 @@ def run_multihead_self_attention(
     o_proj_weight: Tensor,
     in_features: Tensor,
 ) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import CausalMultiHeadSelfAttention
+
+    attn = CausalMultiHeadSelfAttention(
+        d_model, num_heads, positional="none", device=q_proj_weight.device, dtype=q_proj_weight.dtype
+    )
+    attn.load_state_dict({"q_proj.weight": q_proj_weight, "k_proj.weight": k_proj_weight,
+                          "v_proj.weight": v_proj_weight, "output_proj.weight": o_proj_weight})
+    return attn(in_features)
 
 
 def run_multihead_self_attention_with_rope(
@@ -58,11 +79,21 @@ def run_multihead_self_attention_with_rope(
     in_features: Tensor,
     token_positions: Tensor | None = None,
 ) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import CausalMultiHeadSelfAttention
+
+    attn = CausalMultiHeadSelfAttention(
+        d_model, num_heads, max_seq_len, theta, device=q_proj_weight.device, dtype=q_proj_weight.dtype
+    )
+    attn.load_state_dict({"q_proj.weight": q_proj_weight, "k_proj.weight": k_proj_weight,
+                          "v_proj.weight": v_proj_weight, "output_proj.weight": o_proj_weight})
+    return attn(in_features, token_positions)
 
 
 def run_rope(d_k: int, theta: float, max_seq_len: int, in_query_or_key: Tensor, token_positions: Tensor) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import RotaryPositionalEmbedding
+
+    rope = RotaryPositionalEmbedding(theta, d_k, max_seq_len, device=in_query_or_key.device)
+    return rope(in_query_or_key, token_positions)
 
 
 def run_transformer_block(
@@ -74,7 +105,11 @@ def run_transformer_block(
     weights: dict[str, Tensor],
     in_features: Tensor,
 ) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import TransformerBlock
+
+    block = TransformerBlock(d_model, num_heads, d_ff, max_seq_len, theta, device=in_features.device)
+    block.load_state_dict(weights)
+    return block(in_features)
 
 
 def run_transformer_lm(
@@ -88,15 +123,26 @@ def run_transformer_lm(
     weights: dict[str, Tensor],
     in_indices: Tensor,
 ) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.model import TransformerLM
+
+    model = TransformerLM(vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta,
+                          device=in_indices.device)
+    model.load_state_dict(weights)
+    return model(in_indices)
 
 
 def run_rmsnorm(d_model: int, eps: float, weights: Tensor, in_features: Tensor) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import RMSNorm
+
+    norm = RMSNorm(d_model, eps, device=weights.device, dtype=weights.dtype)
+    norm.load_state_dict({"weight": weights})
+    return norm(in_features)
 
 
 def run_silu(in_features: Tensor) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import silu
+
+    return silu(in_features)
 
 
 def run_get_batch(
@@ -108,7 +154,9 @@ def run_get_batch(
 
 
 def run_softmax(in_features: Tensor, dim: int) -> Tensor:
-    raise NotImplementedError("issue 3: the Transformer LM")
+    from cs336_basics.nn import softmax
+
+    return softmax(in_features, dim)
 
 
 def run_cross_entropy(inputs: Tensor, targets: Tensor) -> Tensor:
@@ -165,4 +213,6 @@ def get_tokenizer(
 def run_train_bpe(
     input_path: str | os.PathLike, vocab_size: int, special_tokens: list[str], **kwargs
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
-    raise NotImplementedError("issue 2: the tokenizer")
+    from cs336_basics.bpe import train_bpe
+
+    return train_bpe(input_path, vocab_size, special_tokens, **kwargs)
