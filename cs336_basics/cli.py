@@ -51,12 +51,65 @@ def _run_download(args) -> int:
 
 # ---------------------------------------------------------------- train-bpe (tokenizer issue)
 def _add_train_bpe(sub) -> None:
-    p = sub.add_parser("train-bpe", help="train a byte-level BPE tokenizer on a text file")
+    p = sub.add_parser(
+        "train-bpe",
+        help="train a byte-level BPE tokenizer on a text file",
+        description="Train a byte-level BPE tokenizer (GPT-2 pre-tokenization) and save it as "
+        "DIR/vocab.json, DIR/merges.txt, DIR/special_tokens.json (load it with Tokenizer.load(DIR)).",
+    )
+    p.add_argument("--input", required=True, metavar="FILE", help="UTF-8 training text")
+    p.add_argument("--vocab-size", required=True, type=int, metavar="N",
+                   help="final vocabulary size: 256 bytes + special tokens + merges (e.g. 10000)")
+    p.add_argument("--special-token", action="append", default=None, metavar="TOKEN",
+                   help="a special token, repeatable (default: <|endoftext|>; pass --no-special-tokens for none)")
+    p.add_argument("--no-special-tokens", action="store_true", help="train without any special token")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the tokenizer into (created)")
+    p.add_argument("--workers", type=int, default=None, metavar="K",
+                   help="pre-tokenization processes (default: all CPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.set_defaults(func=_run_train_bpe)
 
 
 def _run_train_bpe(args) -> int:
-    raise CLIError("cs336 train-bpe is not implemented yet")
+    import os
+    import resource
+    import time
+    from pathlib import Path
+
+    from cs336_basics.bpe import train_bpe
+    from cs336_basics.tokenizer import Tokenizer
+
+    if args.no_special_tokens and args.special_token:
+        raise CLIError("--special-token and --no-special-tokens contradict each other; pass only one")
+    specials = [] if args.no_special_tokens else (args.special_token or ["<|endoftext|>"])
+    if not os.path.isfile(args.input):
+        raise CLIError(f"--input {args.input!r} is not a file; give the path of a text file to train on")
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers {args.workers} must be at least 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {args.out!r} exists and is not a folder; choose a folder path")
+    start = time.perf_counter()
+    try:
+        vocab, merges = train_bpe(args.input, args.vocab_size, specials, num_workers=args.workers,
+                                  progress=False if args.no_progress else None)
+    except (ValueError, TypeError) as err:
+        raise CLIError(str(err)) from None
+    seconds = time.perf_counter() - start
+    try:
+        Tokenizer(vocab, merges, specials).save(out)
+    except ValueError as err:
+        raise CLIError(f"cannot save the tokenizer: {err}") from None
+    # ru_maxrss is in KiB on Linux (bytes on macOS); children = the pre-tokenization workers
+    scale = 1 if sys.platform == "darwin" else 1024
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    longest_id = max(vocab, key=lambda i: (len(vocab[i]), -i))
+    longest = vocab[longest_id]
+    print(f"trained {len(vocab)} tokens ({len(merges)} merges, special tokens {specials}) on {args.input}")
+    print(f"time: {seconds:.1f} s   peak memory: {peak * scale / 2**20:.0f} MiB (largest single process)")
+    print(f"longest token: id {longest_id}, {len(longest)} bytes: {longest.decode('utf-8', errors='replace')!r}")
+    print(f"saved: {out}/vocab.json, merges.txt, special_tokens.json")
+    return 0
 
 
 # ---------------------------------------------------------------- tokenize (tokenizer issue)
