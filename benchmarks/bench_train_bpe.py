@@ -1,0 +1,138 @@
+"""Benchmark: our train_bpe against Hugging Face `tokenizers`' BpeTrainer, same file, same run.
+
+    uv run python benchmarks/bench_train_bpe.py                      # english @ 10k and web @ 32k
+    uv run python benchmarks/bench_train_bpe.py --case english:10000 --repeats 3
+
+Each training runs in its own fresh subprocess (so neither pays for the other's memory or caches);
+the parent samples the resident memory of the whole process tree (the subprocess plus its
+pre-tokenization workers, summed) every 20 ms with psutil and keeps the peak. Time is measured
+inside the subprocess around the training call only (interpreter start-up and imports excluded,
+for both). HF runs with the ByteLevel pre-tokenizer (GPT-2's regex), the 256-byte initial alphabet
+and the same special token and vocabulary size; it uses all CPUs through its own thread pool, as
+ours uses a process pool of all CPUs. The goal (issue 2): ours <= 2x HF on english @ 10k, < 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+EOT = "<|endoftext|>"
+
+
+def _train_ours(path: str, vocab_size: int) -> dict:
+    from cs336_basics.bpe import train_bpe
+
+    start = time.perf_counter()
+    vocab, merges = train_bpe(path, vocab_size, [EOT], progress=False)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "vocab": len(vocab), "longest": max(len(t) for t in vocab.values())}
+
+
+def _train_hf(path: str, vocab_size: int) -> dict:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    start = time.perf_counter()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train([path], trainer)
+    seconds = time.perf_counter() - start
+    vocab = tok.get_vocab()
+    return {"seconds": seconds, "vocab": len(vocab), "longest": max(len(t) for t in vocab)}
+
+
+def _child(impl: str, path: str, vocab_size: int) -> None:
+    result = (_train_ours if impl == "ours" else _train_hf)(path, vocab_size)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_measured(impl: str, path: Path, vocab_size: int) -> dict:
+    """Run one training in a subprocess; return its time and the peak summed RSS of its process tree."""
+    import psutil
+
+    cmd = [sys.executable, __file__, "--child", impl, str(path), str(vocab_size)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            procs = [parent, *parent.children(recursive=True)]
+            rss = 0
+            for p in procs:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{impl} failed (exit {proc.returncode}):\n{err[-2000:]}")
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    result["peak_mib"] = peak / 2**20
+    return result
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", action="append", metavar="CORPUS:VOCAB",
+                        help="corpus folder under ../shared/data (or a file path) and vocab size; repeatable "
+                             "(default: english:10000 and web:32000)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per implementation; the fastest counts")
+    args = parser.parse_args()
+    cases = args.case or ["english:10000", "web:32000"]
+
+    rows = []
+    for case in cases:
+        name, _, vocab = case.rpartition(":")
+        path = Path(name) if Path(name).is_file() else DATA / name / "train.txt"
+        if not path.is_file():
+            print(f"skip {case}: {path} not found", file=sys.stderr)
+            continue
+        best: dict[str, dict] = {}
+        for r in range(args.repeats):
+            for impl in (("hf", "ours") if r % 2 == 0 else ("ours", "hf")):  # alternate order: fairer under load
+                res = run_measured(impl, path, int(vocab))
+                print(f"  {case} {impl:4} run {r + 1}: {res['seconds']:.2f} s, {res['peak_mib']:.0f} MiB", file=sys.stderr)
+                if impl not in best or res["seconds"] < best[impl]["seconds"]:
+                    best[impl] = res
+        rows.append((case, path, best))
+
+    print(f"\ntrain_bpe vs HF tokenizers BpeTrainer (ByteLevel), {os.cpu_count()} CPUs, best of {args.repeats}")
+    print(f"{'case':16} {'MB':>5} {'impl':5} {'vocab':>6} {'time s':>7} {'peak MiB':>9} {'ratio':>6}")
+    for case, path, best in rows:
+        mb = path.stat().st_size / 1e6
+        for impl in ("hf", "ours"):
+            r = best[impl]
+            ratio = r["seconds"] / best["hf"]["seconds"]
+            print(f"{case:16} {mb:5.1f} {impl:5} {r['vocab']:6} {r['seconds']:7.2f} {r['peak_mib']:9.0f} {ratio:6.2f}")
+    for case, path, best in rows:
+        if case.startswith("english:10000"):
+            ratio = best["ours"]["seconds"] / best["hf"]["seconds"]
+            ok = ratio <= 2.0 and best["ours"]["peak_mib"] < 2048
+            print(f"goal (english @ 10k: <= 2x HF time, < 2 GB): {'met' if ok else 'NOT met'} "
+                  f"(ratio {ratio:.2f}, peak {best['ours']['peak_mib']:.0f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
