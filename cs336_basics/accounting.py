@@ -58,11 +58,15 @@ def resolve_config(config: dict) -> dict:
     return cfg
 
 
-def _seq(cfg: dict, seq_len):
+def _seq(cfg: dict, seq_len, batch_size=1):
+    """The sequence length to count (default context_length), after checking it and the batch size."""
+    if isinstance(batch_size, int) and batch_size < 0:
+        raise ValueError(f"batch_size={batch_size} must be a non-negative integer")
     if seq_len is None:
         return cfg["context_length"]
-    if isinstance(seq_len, int) and not 0 < seq_len <= cfg["context_length"]:
-        raise ValueError(f"seq_len={seq_len} must be in 1..context_length={cfg['context_length']}")
+    context = cfg["context_length"]
+    if isinstance(seq_len, int) and isinstance(context, int) and not 0 < seq_len <= context:
+        raise ValueError(f"seq_len={seq_len} must be in 1..context_length={context}; the model cannot see more")
     return seq_len
 
 
@@ -119,8 +123,8 @@ def forward_flops(config: dict, batch_size: int = 1, seq_len: int | None = None)
     (32768, 102400, 823296)
     """
     cfg = resolve_config(config)
-    tokens = batch_size * _seq(cfg, seq_len)
-    seq = _seq(cfg, seq_len)
+    seq = _seq(cfg, seq_len, batch_size)
+    tokens = batch_size * seq
     d, f, v, n = cfg["d_model"], cfg["d_ff"], cfg["vocab_size"], cfg["num_layers"]
     flops = {
         "attn_qkv": n * 3 * 2 * tokens * d * d,
@@ -189,7 +193,7 @@ def activation_counts(config: dict, batch_size: int = 1, seq_len: int | None = N
     (1024, 10240, 24192)
     """
     cfg = resolve_config(config)
-    seq = _seq(cfg, seq_len)
+    seq = _seq(cfg, seq_len, batch_size)
     bt = batch_size * seq
     d, f, h, v = cfg["d_model"], cfg["d_ff"], cfg["num_heads"], cfg["vocab_size"]
     has_norm = cfg["norm"] != "none"

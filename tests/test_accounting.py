@@ -158,5 +158,7 @@ def test_missing_key_and_bad_seq_len():
         accounting.forward_flops({"vocab_size": 10})
     with pytest.raises(ValueError, match="seq_len"):
         accounting.forward_flops(BASE, 1, seq_len=17)
+    with pytest.raises(ValueError, match="batch_size"):
+        accounting.activation_counts(BASE, -1)
     with pytest.raises(ValueError, match="peak_flops"):
         accounting.mfu(1.0, BASE, peak_flops=0)
