@@ -679,7 +679,7 @@ def tokenize_file(
 
                 ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
                 pool = ctx.Pool(num_workers, initializer=_init_worker, initargs=(tokenizer,))
-                results = pool.imap(_encode_span, tasks)  # in order; workers keep at most a few chunks ahead
+                results = pool.imap(_encode_span, tasks)  # in order; this process only writes, so results do not pile up
             try:
                 for (_, start, end, _), data in zip(tasks, results):
                     out.write(data)
