@@ -103,23 +103,69 @@ def _run_train_bpe(args) -> int:
     # ru_maxrss is in KiB on Linux (bytes on macOS); children = the pre-tokenization workers
     scale = 1 if sys.platform == "darwin" else 1024
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    longest_id = max(vocab, key=lambda i: (len(vocab[i]), -i))
+    learned = [i for i in vocab if i >= 256 + len(specials)] or list(vocab)  # not the special tokens
+    longest_id = max(learned, key=lambda i: (len(vocab[i]), -i))
     longest = vocab[longest_id]
     print(f"trained {len(vocab)} tokens ({len(merges)} merges, special tokens {specials}) on {args.input}")
     print(f"time: {seconds:.1f} s   peak memory: {peak * scale / 2**20:.0f} MiB (largest single process)")
-    print(f"longest token: id {longest_id}, {len(longest)} bytes: {longest.decode('utf-8', errors='replace')!r}")
+    shown = repr(longest.decode("utf-8", errors="replace"))
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    print(f"longest token: id {longest_id}, {len(longest)} bytes: {shown}")
     print(f"saved: {out}/vocab.json, merges.txt, special_tokens.json")
     return 0
 
 
 # ---------------------------------------------------------------- tokenize (tokenizer issue)
 def _add_tokenize(sub) -> None:
-    p = sub.add_parser("tokenize", help="encode a text file into a .npy array of token ids")
+    p = sub.add_parser(
+        "tokenize",
+        help="encode a text file into a .npy array of token ids",
+        description="Encode a text file with a saved tokenizer into a NumPy .npy array of token ids "
+        "(uint16, or uint32 for vocabularies over 65,536), in parallel and in constant memory. "
+        "Training reads it with np.load(FILE, mmap_mode='r').",
+        epilog="example: cs336 tokenize --tokenizer runs/tok --input data/train.txt --out data/train.npy",
+    )
+    p.add_argument("--tokenizer", required=True, metavar="DIR",
+                   help="folder written by `cs336 train-bpe` (vocab.json, merges.txt, special_tokens.json), "
+                        "or tiktoken:NAME (e.g. tiktoken:gpt2) for one of tiktoken's encodings")
+    p.add_argument("--input", required=True, metavar="FILE", help="UTF-8 text file to encode")
+    p.add_argument("--out", required=True, metavar="FILE.npy", help="output .npy path (written atomically; folders created)")
+    p.add_argument("--workers", type=int, default=None, metavar="K", help="encoding processes (default: all CPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_run_tokenize)
 
 
 def _run_tokenize(args) -> int:
-    raise CLIError("cs336 tokenize is not implemented yet")
+    import os
+    import time
+
+    from cs336_basics.tokenizer import Tokenizer, tokenize_file
+
+    if not os.path.isfile(args.input):
+        raise CLIError(f"--input {args.input!r} is not a file; give the path of a text file to encode")
+    if not args.out.endswith(".npy"):
+        raise CLIError(f"--out {args.out!r} must end in .npy (the output is a NumPy array file)")
+    if os.path.isdir(args.out):
+        raise CLIError(f"--out {args.out!r} is a folder; give a file path ending in .npy")
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers {args.workers} must be at least 1")
+    try:
+        if args.tokenizer.startswith("tiktoken:"):
+            tokenizer = Tokenizer.from_tiktoken(args.tokenizer.split(":", 1)[1])
+        else:
+            tokenizer = Tokenizer.load(args.tokenizer)
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        raise CLIError(f"cannot load the tokenizer {args.tokenizer!r}: {err}") from None
+    start = time.perf_counter()
+    out = tokenize_file(tokenizer, args.input, args.out, num_workers=args.workers, progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    import numpy as np
+
+    ids = np.load(out, mmap_mode="r")
+    size = os.path.getsize(args.input)
+    print(f"{size:,} bytes -> {ids.shape[0]:,} tokens ({size / max(1, ids.shape[0]):.2f} bytes/token), dtype {ids.dtype}")
+    print(f"time: {seconds:.1f} s ({size / 1e6 / max(seconds, 1e-9):.2f} MB/s)   saved: {out}")
+    return 0
 
 
 # ---------------------------------------------------------------- train (training issue)
