@@ -704,3 +704,151 @@ work = Path(tempfile.mkdtemp())
 vocab, merges = train_bpe(work / "tiny.txt", 256 + 1 + 8, ["<|endoftext|>"])
 print(vocab[256], [vocab[i] for i in range(257, len(vocab))])
 print(merges)
+
+# %% [markdown]
+# ## Where the time goes
+#
+# Training has two stages: pre-tokenization (regex over every byte of the file, in a process pool)
+# and merging (touching only the words that contain the merged pair). Timing them separately
+# answers the handout's profiling question. Outside smoke mode this runs on the 21 MB English
+# stand-in corpus; in smoke mode on a small synthetic text written here.
+
+# %%
+import random
+import sys
+import time
+
+DATA = ROOT.parent / "shared" / "data"
+FULL = not SMOKE and (DATA / "english" / "train.txt").exists()
+
+smoke_dir = Path(tempfile.mkdtemp())
+rng = random.Random(0)
+lexicon = ["once", "upon", "a", "time", "there", "was", "little", "girl", "named", "Lily", "she", "liked",
+           "to", "play", "in", "the", "park", "with", "her", "dog", "!", ",", ".", "\n", "happy", "sun"]
+syllables = ["ba", "ko", "ri", "tse", "lun", "dor", "mi", "aq", "vel", "tho"]
+lexicon += ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(300)]
+stories = (" ".join(rng.choice(lexicon) for _ in range(rng.randint(20, 80))) for _ in range(1500))
+(smoke_dir / "stories.txt").write_text("<|endoftext|>".join(stories), encoding="utf-8")
+mails = (f"From: {rng.choice(lexicon)}{rng.randint(1, 999)}@example.com\nSubject: {rng.choice(lexicon)} "
+         f"${rng.randint(1, 10**6):,} <a href=\"http://{rng.choice(lexicon)}.net/?id={rng.randint(1, 9999)}\">"
+         + " ".join(rng.choice(lexicon) for _ in range(30)) for _ in range(800))
+(smoke_dir / "mail.txt").write_text("<|endoftext|>".join(mails), encoding="utf-8")
+
+english = DATA / "english" / "train.txt" if FULL else smoke_dir / "stories.txt"
+web = DATA / "web" / "train.txt" if FULL else smoke_dir / "mail.txt"
+print(english, f"{english.stat().st_size / 1e6:.1f} MB")
+
+# %%
+from cs336_basics.pretokenization import count_pretokens_in_file
+
+t0 = time.perf_counter()
+counts = count_pretokens_in_file(english, ["<|endoftext|>"], progress=False)
+t1 = time.perf_counter()
+word_counts = {w.encode("utf-8", "surrogateescape"): n for w, n in counts.items()}
+t2 = time.perf_counter()
+stage_merges = learn_merges(word_counts, (10_000 if FULL else 1000) - 257)
+t3 = time.perf_counter()
+print(f"pre-tokens: {sum(counts.values()):,} ({len(counts):,} distinct)")
+print(f"{'pre-tokenize (2 processes)':28} {t1 - t0:6.2f} s")
+print(f"{'to bytes':28} {t2 - t1:6.2f} s")
+print(f"{'merges':28} {t3 - t2:6.2f} s   ({len(stage_merges)} merges)")
+
+# %% [markdown]
+# ## The experiments: `train_bpe_tinystories` and `train_bpe_expts_owt`
+#
+# TinyStories and OpenWebText cannot be downloaded on the machine that ran this notebook, so the
+# runs use the stand-ins: `../shared/data/english` (21 MB of English prose) at vocab 10,000 and
+# `../shared/data/web` (20 MB of e-mail) at vocab 32,000. Each run is the `cs336 train-bpe` command
+# in a subprocess, which also reports its time, peak memory and longest token, and saves the
+# tokenizer under `runs/` (git-ignored).
+
+# %%
+import subprocess
+
+
+def train_bpe_cli(corpus: Path, vocab_size: int, out: Path) -> str:
+    cmd = [sys.executable, "-m", "cs336_basics.cli", "train-bpe", "--input", str(corpus),
+           "--vocab-size", str(vocab_size), "--special-token", "<|endoftext|>", "--out", str(out), "--no-progress"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+runs = ROOT / "runs" / "bpe" if FULL else smoke_dir / "runs"
+report_en = train_bpe_cli(english, 10_000 if FULL else 700, runs / "english-10k")
+print(report_en)
+report_web = train_bpe_cli(web, 32_000 if FULL else 1000, runs / "web-32k")
+print(report_web)
+
+# %% [markdown]
+# Load both back (the format is the `Tokenizer`'s: `vocab.json` + `merges.txt` with GPT-2's
+# printable byte encoding) and look at the longest tokens.
+
+# %%
+from cs336_basics.tokenizer import Tokenizer
+
+tok_en = Tokenizer.load(runs / "english-10k")
+tok_web = Tokenizer.load(runs / "web-32k")
+
+
+def longest(tok: Tokenizer, k: int = 6) -> list[tuple[int, bytes]]:
+    return sorted(((len(t), t) for t in tok.vocab.values()), reverse=True)[:k]
+
+
+for name, tok in (("english @ 10k", tok_en), ("web @ 32k", tok_web)):
+    print(name, tok.vocab_size, "tokens; longest:")
+    for n, t in longest(tok):
+        shown = repr(t.decode("utf-8", errors="replace"))
+        print(f"   {n:3} bytes  {shown if len(shown) < 70 else shown[:66] + '...'}")
+
+# %% [markdown]
+# How do the two vocabularies differ? Count what kind of token each holds: whole words with their
+# leading space, pure whitespace, digits, and tokens that are not valid UTF-8 on their own (pieces
+# of multi-byte characters).
+
+# %%
+def kinds(tok: Tokenizer) -> dict[str, float]:
+    learned = [t for i, t in tok.vocab.items() if i >= 256 + len(tok.special_tokens)]
+    def share(pred):
+        return sum(map(pred, learned)) / len(learned)
+    def utf8(t):
+        try:
+            t.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+    return {
+        " word": share(lambda t: t[:1] == b" " and t[1:].isalpha()),
+        "whitespace": share(lambda t: t.isspace()),
+        "has digit": share(lambda t: any(48 <= c <= 57 for c in t)),
+        "not UTF-8": share(lambda t: not utf8(t)),
+        "mean bytes": sum(map(len, learned)) / len(learned),
+    }
+
+
+k_en, k_web = kinds(tok_en), kinds(tok_web)
+print(f"{'':12} {'english':>8} {'web':>8}")
+for key in k_en:
+    print(f"{key:12} {k_en[key]:8.3f} {k_web[key]:8.3f}")
+shared = set(tok_en.vocab.values()) & set(tok_web.vocab.values())
+print(f"tokens in both vocabularies: {len(shared):,} of {tok_en.vocab_size:,}")
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for name, tok in (("english @ 10k", tok_en), ("web @ 32k", tok_web)):
+    lengths = [len(t) for i, t in tok.vocab.items() if i >= 257]
+    ax.hist(lengths, bins=range(1, 26), alpha=0.6, label=name, density=True)
+ax.set_xlabel("token length (bytes)")
+ax.set_ylabel("share of learned tokens")
+ax.set_title("BPE token lengths (stand-in corpora)" if FULL else "BPE token lengths (smoke data)")
+ax.legend()
+fig.tight_layout()
+fig_dir = FIGURES if FULL else smoke_dir
+fig_dir.mkdir(exist_ok=True)
+fig.savefig(fig_dir / "bpe_token_lengths.png", dpi=120)
+
+# %% [markdown]
+# What comes next: notebook 01b builds the `Tokenizer` that encodes text with these merges
+# (`Tokenizer.load(runs/bpe/english-10k)`), and `cs336 tokenize` turns a corpus into the token
+# files that notebook 04 trains on.
