@@ -1214,17 +1214,28 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     Raises TrainingInterrupted after saving on Ctrl-C, TrainingDiverged on a NaN/inf loss, and
     ConfigError / FileNotFoundError / ValueError for bad settings or data.
     """
+    r = config.run
+    d = setup_distributed(r.device)
+    device = resolve_device(r.device, d.local_rank)
+    # process-wide torch settings are restored afterwards (a notebook kernel keeps running)
+    threads_before, deterministic_before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if r.num_threads:
+        torch.set_num_threads(r.num_threads)
+    if r.deterministic:
+        torch.use_deterministic_algorithms(True)
+    try:
+        return _train(config, resume, d, device)
+    finally:
+        torch.set_num_threads(threads_before)
+        torch.use_deterministic_algorithms(deterministic_before)
+
+
+def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Path:
     from tqdm.auto import tqdm
 
     from cs336_basics.model import TransformerLM
 
     m, o, s, dc, r = config.model, config.optim, config.schedule, config.data, config.run
-    d = setup_distributed(r.device)
-    device = resolve_device(r.device, d.local_rank)
-    if r.num_threads:
-        torch.set_num_threads(r.num_threads)
-    if r.deterministic:
-        torch.use_deterministic_algorithms(True)
     if device.type == "cuda" and r.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
