@@ -375,7 +375,7 @@ assert batch_ex == one_by_one
 # when both are special) → pre-tokens → cached ids, merging only pre-tokens not seen before.
 # Few new pre-tokens go through the readable loop, many through the numpy batch.
 #
-# `encode_iterable` streams: it buffers ~64K characters, encodes the part of the buffer whose
+# `encode_iterable` streams: it buffers ~16K characters, encodes the part of the buffer whose
 # pre-tokens can no longer change, and keeps the tail. A pre-token of the GPT-2 pattern is decided
 # by the text up to two characters past its end, and a special token by at most its length, so the
 # held-back tail is tiny and the ids equal `encode` on the joined text whatever the chunking.
@@ -397,7 +397,7 @@ class Tokenizer:
     'the <|endoftext|>'
     """
 
-    STREAM_CHARS = 1 << 16  # encode_iterable encodes its buffer once it holds this many characters
+    STREAM_CHARS = 1 << 14  # encode_iterable encodes its buffer once it holds this many characters
     BATCH_MIN_WORDS = 64  # fewer new pre-tokens than this: merge them one by one (numpy has overhead)
 
     def __init__(
@@ -533,7 +533,7 @@ class Tokenizer:
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of the concatenated strings of ``iterable`` (e.g. an open text file).
 
-        Memory stays bounded (a ~64K-character buffer and the cache) and the ids equal
+        Memory stays bounded (a ~16K-character buffer and the cache) and the ids equal
         ``encode("".join(iterable))`` however the strings are cut.
         """
         if isinstance(iterable, str):
@@ -680,9 +680,9 @@ def ids_from_str(s: str) -> list[int]:
 def _to_bytes(piece: str) -> bytes:
     # lone surrogates from files decoded with errors="surrogateescape" turn back into their bytes
     try:
-        return piece.encode("utf-8")
-    except UnicodeEncodeError:
         return piece.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # other lone surrogates: U+FFFD, as tiktoken does
+        return piece.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
 
 
 def merges_from_ranks(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
