@@ -3,18 +3,18 @@
     uv run python benchmarks/bench_matmul_peak.py              # float32 + bfloat16 peak, then model MFU
     uv run python benchmarks/bench_matmul_peak.py --quick      # fewer sizes and repeats
 
-Peak: large square matmuls ``(n, n) @ (n, n)`` (2·n³ FLOPs) at several sizes, best of several
-repeats, in this single process using all of torch's intra-op threads (on a shared machine the
-best repeat is the least disturbed one). The peak is the best GFLOP/s over the sizes.
+Peak: square matmuls ``(n, n) @ (n, n)`` (2·n³ FLOPs) at several sizes, best of several repeats,
+in this single process using all of torch's intra-op threads. The peak is the best GFLOP/s over
+the sizes: on a machine shared with other work the best repeat is the least disturbed one.
 
-MFU: one training step (forward, cross-entropy, backward, AdamW) of ``TransformerLM`` at the given
+MFU: training steps (forward, cross-entropy, backward, AdamW) of ``TransformerLM`` at the given
 shape in float32. Model FLOPs come from ``cs336_basics.accounting`` (matmuls only, 3 × forward,
-exact for this model) plus AdamW's elementwise FLOPs; MFU = achieved model FLOP/s / measured
-float32 matmul peak. The reference in the same run is torch's own large matmul.
+exact for this model; AdamW's elementwise FLOPs shown separately). Two numbers:
 
-The cores may be shared with other work: wall-clock numbers are the best repeat; the "by CPU
-time" columns divide this process's CPU seconds by the thread count instead, which removes time
-the process spent waiting for a core.
+* MFU = best step's model FLOP/s / measured float32 peak (the usual definition);
+* paired MFU: each step is bracketed by timed 2048² float32 matmuls, and the step's FLOP/s is
+  divided by the matmul rate measured around it, so that other processes slowing the machine
+  down slow both alike. This is the reference measured in the same run.
 """
 
 from __future__ import annotations
@@ -35,20 +35,20 @@ from cs336_basics import accounting  # noqa: E402
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def best_seconds(fn, repeats: int, budget_s: float) -> dict:
-    """Time ``fn()`` up to ``repeats`` times (stopping after ``budget_s``): best and median wall
-    seconds, and the best CPU seconds of this process divided by the thread count (what the wall
-    time would be if no other process took the cores; spin-waiting threads make it a slight
-    overestimate)."""
+    """Time ``fn()`` up to ``repeats`` times, stopping early after ``budget_s`` (at least 2 runs)."""
     fn()  # warm-up: allocation, kernel selection
-    wall, cpu = [], []
+    times = []
     start = time.perf_counter()
-    while len(wall) < repeats and (len(wall) < 2 or time.perf_counter() - start < budget_s):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append((time.process_time() - c0) / torch.get_num_threads())
-    return {"best_s": min(wall), "median_s": statistics.median(wall), "cpu_s": min(cpu), "runs": len(wall)}
+    while len(times) < repeats and (len(times) < 2 or time.perf_counter() - start < budget_s):
+        times.append(timed(fn))
+    return {"best_s": min(times), "median_s": statistics.median(times), "runs": len(times)}
 
 
 def matmul_peak(sizes: list[int], dtype: torch.dtype, repeats: int, budget_s: float) -> list[dict]:
@@ -60,8 +60,7 @@ def matmul_peak(sizes: list[int], dtype: torch.dtype, repeats: int, budget_s: fl
         out = torch.empty(n, n, dtype=dtype)
         t = best_seconds(lambda: torch.mm(a, b, out=out), repeats, budget_s)
         flops = 2 * n**3
-        rows.append({"n": n, **t, "gflops": flops / t["best_s"] / 1e9,
-                     "gflops_median": flops / t["median_s"] / 1e9, "gflops_cpu": flops / t["cpu_s"] / 1e9})
+        rows.append({"n": n, **t, "gflops": flops / t["best_s"] / 1e9, "gflops_median": flops / t["median_s"] / 1e9})
     return rows
 
 
@@ -83,20 +82,34 @@ def training_step_mfu(config: dict, batch_size: int, steps: int, budget_s: float
         loss.backward()
         optimizer.step()
 
-    step()  # first step builds AdamW's state
-    t = best_seconds(step, steps, budget_s)
-    best, median = t["best_s"], t["median_s"]
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+
+    def matmul_rate() -> float:  # FLOP/s of three back-to-back 2048² matmuls
+        return 3 * 2 * n**3 / timed(lambda: [torch.mm(a, b, out=out) for _ in range(3)])
+
+    step()  # warm-up; the first step also builds AdamW's state
+    matmul_rate()
+    matmul_flops = accounting.training_flops(config, batch_size)  # 3 × forward matmuls: what MFU counts
+    step_times, paired = [], []
+    start = time.perf_counter()
+    while len(step_times) < steps and (len(step_times) < 3 or time.perf_counter() - start < budget_s):
+        before = matmul_rate()
+        step_times.append(timed(step))
+        after = matmul_rate()
+        paired.append(matmul_flops / step_times[-1] / ((before + after) / 2))
+    best, median = min(step_times), statistics.median(step_times)
     tokens = batch_size * seq
-    model_flops = accounting.training_step_flops(config, batch_size)  # 3 × forward matmuls + AdamW
     return {
-        "params": accounting.parameter_counts(config)["total"],
-        "step_flops": model_flops, **t,
+        "params": accounting.parameter_counts(config)["total"], "matmul_flops": matmul_flops,
+        "adamw_flops": accounting.adamw_flops_per_step(config),
+        "best_s": best, "median_s": median, "runs": len(step_times),
         "tokens_per_s": tokens / best, "tokens_per_s_median": tokens / median,
-        "achieved_gflops": model_flops / best / 1e9,
-        "mfu": accounting.mfu(tokens / best, config, peak_flops),  # matmul FLOPs only (the usual MFU)
+        "achieved_gflops": matmul_flops / best / 1e9,
+        "mfu": accounting.mfu(tokens / best, config, peak_flops),
         "mfu_median": accounting.mfu(tokens / median, config, peak_flops),
-        "mfu_with_adamw": model_flops / best / peak_flops,
-        "tokens_per_s_cpu": tokens / t["cpu_s"],
+        "paired_best": max(paired), "paired_median": statistics.median(paired),
     }
 
 
@@ -108,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="dtypes to measure (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=10, help="max timed repeats per size (default: %(default)s)")
     parser.add_argument("--budget", type=float, default=4.0,
-                        help="seconds per measurement before stopping repeats (default: %(default)s)")
+                        help="seconds per size before stopping repeats (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch intra-op threads (default: all %(default)s cores)")
-    parser.add_argument("--quick", action="store_true", help="sizes 1024 2048, 3 repeats, fewer model steps")
+    parser.add_argument("--quick", action="store_true", help="sizes 1024 2048, 3 repeats, 3 model steps")
     parser.add_argument("--no-model", action="store_true", help="skip the TransformerLM MFU measurement")
     model = parser.add_argument_group("model (MFU)")
     model.add_argument("--vocab-size", type=int, default=10000)
@@ -121,31 +134,30 @@ def main(argv: list[str] | None = None) -> int:
     model.add_argument("--num-heads", type=int, default=8)
     model.add_argument("--d-ff", type=int, default=704)
     model.add_argument("--batch-size", type=int, default=8)
-    model.add_argument("--steps", type=int, default=20, help="max timed training steps (default: %(default)s)")
+    model.add_argument("--steps", type=int, default=12, help="max timed training steps (default: %(default)s)")
+    model.add_argument("--model-budget", type=float, default=60.0,
+                       help="seconds of model steps before stopping (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.repeats, args.steps = [1024, 2048], 3, 5
-    if args.threads < 1 or any(n < 1 for n in args.sizes) or args.repeats < 1:
-        parser.error("--threads, --sizes and --repeats must be positive")
+        args.sizes, args.repeats, args.steps, args.model_budget = [1024, 2048], 3, 3, 10.0
+    if args.threads < 1 or any(n < 1 for n in args.sizes) or args.repeats < 1 or args.steps < 1:
+        parser.error("--threads, --sizes, --repeats and --steps must be positive")
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu_count={os.cpu_count()}, "
-          f"best of up to {args.repeats} repeats ({args.budget:.0f} s budget each)")
+          f"best of up to {args.repeats} repeats ({args.budget:.0f} s budget per size)")
     print()
-    print(f"{'dtype':9s} {'n':>6s} {'runs':>5s} {'best ms':>10s} {'GFLOP/s best':>13s} {'GFLOP/s median':>15s} "
-          f"{'GFLOP/s by CPU time':>20s}")
-    peaks, cpu_peaks = {}, {}
+    print(f"{'dtype':9s} {'n':>6s} {'runs':>5s} {'best ms':>10s} {'GFLOP/s best':>13s} {'GFLOP/s median':>15s}")
+    peaks = {}
     for name in args.dtypes:
         rows = matmul_peak(args.sizes, DTYPES[name], args.repeats, args.budget)
         for r in rows:
             print(f"{name:9s} {r['n']:6d} {r['runs']:5d} {r['best_s'] * 1e3:10.2f} {r['gflops']:13.1f} "
-                  f"{r['gflops_median']:15.1f} {r['gflops_cpu']:20.1f}")
+                  f"{r['gflops_median']:15.1f}")
         peaks[name] = max(r["gflops"] for r in rows) * 1e9
-        cpu_peaks[name] = max(r["gflops_cpu"] for r in rows) * 1e9
     print()
     for name, peak in peaks.items():
-        print(f"measured {name} matmul peak: {peak / 1e9:.1f} GFLOP/s wall-clock best "
-              f"({cpu_peaks[name] / 1e9:.1f} GFLOP/s by CPU time)")
+        print(f"measured {name} matmul peak: {peak / 1e9:.1f} GFLOP/s")
 
     if args.no_model:
         return 0
@@ -153,20 +165,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the MFU measurement needs the float32 peak: include float32 in --dtypes or pass --no-model")
     config = dict(vocab_size=args.vocab_size, context_length=args.context_length, d_model=args.d_model,
                   num_layers=args.num_layers, num_heads=args.num_heads, d_ff=args.d_ff)
-    r = training_step_mfu(config, args.batch_size, args.steps, args.budget * 5, peaks["float32"])
+    r = training_step_mfu(config, args.batch_size, args.steps, args.model_budget, peaks["float32"])
     print()
     print(f"TransformerLM training step, float32: {config}, batch {args.batch_size} "
           f"({r['params'] / 1e6:.2f} M parameters)")
-    print(f"  model FLOPs per step (3 x forward matmuls + AdamW): {r['step_flops'] / 1e9:.2f} GFLOP; "
-          f"per token {accounting.training_flops_per_token(config) / 1e6:.2f} MFLOP")
+    print(f"  model FLOPs per step: {r['matmul_flops'] / 1e9:.2f} GFLOP of matmuls (3 x forward; "
+          f"{accounting.training_flops_per_token(config) / 1e6:.2f} MFLOP/token) + {r['adamw_flops'] / 1e6:.0f} "
+          f"MFLOP AdamW")
     print(f"  step time best {r['best_s'] * 1e3:.1f} ms, median {r['median_s'] * 1e3:.1f} ms over {r['runs']} steps")
     print(f"  throughput best {r['tokens_per_s']:,.0f} tok/s (median {r['tokens_per_s_median']:,.0f}); "
           f"achieved {r['achieved_gflops']:.1f} GFLOP/s")
-    print(f"  MFU vs measured float32 peak {peaks['float32'] / 1e9:.1f} GFLOP/s: {r['mfu']:.1%} best step "
-          f"({r['mfu_median']:.1%} median step; {r['mfu_with_adamw']:.1%} counting AdamW's FLOPs too)")
-    cpu_mfu = accounting.mfu(r["tokens_per_s_cpu"], config, cpu_peaks["float32"])
-    print(f"  by CPU time (contention removed from both): {r['tokens_per_s_cpu']:,.0f} tok/s, "
-          f"MFU {cpu_mfu:.1%} of {cpu_peaks['float32'] / 1e9:.1f} GFLOP/s")
+    print(f"  MFU vs measured float32 peak {peaks['float32'] / 1e9:.1f} GFLOP/s: {r['mfu']:.1%} best step, "
+          f"{r['mfu_median']:.1%} median step")
+    print(f"  paired MFU (step vs 2048^2 matmuls timed around it): {r['paired_best']:.1%} best, "
+          f"{r['paired_median']:.1%} median")
     return 0
 
 
