@@ -14,8 +14,10 @@ the lexicographically greater pair of byte strings.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import os
+import sys
 from collections.abc import Mapping, Sequence
 
 from cs336_basics.pretokenization import count_pretokens_in_file
@@ -38,27 +40,39 @@ def learn_merges(
     >>> learn_merges({b"low": 5, b"lower": 2, b"widest": 3, b"newest": 6}, 3)
     [(b's', b't'), (b'e', b'st'), (b'o', b'w')]
     """
+    if 256 + num_merges > sys.maxunicode + 1:
+        raise ValueError(f"num_merges={num_merges} is too large: token ids must fit in a character")
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # many long-lived tuples and sets, no cycles: the collector would only rescan them
+    try:
+        return _learn_merges(word_counts, num_merges, progress)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _learn_merges(word_counts, num_merges, progress):
     token_bytes = [bytes([i]) for i in range(256)]  # token id -> bytes (ids local to this function)
     inverted = [_inverted(t) for t in token_bytes]
-    words: list[list[int]] = []  # each distinct pre-token as a list of token ids
+    words: list[str] = []  # each distinct pre-token; character i of a word is token id ord(word[i])
     counts: list[int] = []
     for word, count in word_counts.items():
         if len(word) > 1 and count > 0:  # a single byte has no pair to merge
-            words.append(list(word))
+            words.append(word.decode("latin-1"))  # byte b -> chr(b), i.e. token id b
             counts.append(count)
 
-    pair_counts: dict[tuple[int, int], int] = {}
-    pair_words: dict[tuple[int, int], set[int]] = {}
+    pair_counts: dict[str, int] = {}  # pair (2-character string) -> weighted count
+    pair_words: dict[str, set[int]] = {}  # pair -> indices of the words that have (or had) it
     for wi, word in enumerate(words):
         count = counts[wi]
-        for pair in zip(word, word[1:]):
+        for pair in map(str.__add__, word, word[1:]):
             pair_counts[pair] = pair_counts.get(pair, 0) + count
             where = pair_words.get(pair)
             if where is None:
                 pair_words[pair] = {wi}
             else:
                 where.add(wi)
-    heap = [(-c, inverted[a] + inverted[b], a, b) for (a, b), c in pair_counts.items()]
+    heap = [(-c, inverted[ord(p[0])] + inverted[ord(p[1])], p) for p, c in pair_counts.items()]
     heapq.heapify(heap)
 
     bar = None
@@ -68,20 +82,21 @@ def learn_merges(
         bar = tqdm(total=num_merges, unit="merge", desc="merges", leave=False)
     merges: list[tuple[bytes, bytes]] = []
     while len(merges) < num_merges and heap:
-        neg_count, key, a, b = heapq.heappop(heap)
-        current = pair_counts.get((a, b), 0)
+        neg_count, key, pair = heapq.heappop(heap)
+        current = pair_counts.get(pair, 0)
         if current != -neg_count:  # out of date: counts only fall, so re-queue at the true count
             if current > 0:
-                heapq.heappush(heap, (-current, key, a, b))
+                heapq.heappush(heap, (-current, key, pair))
             continue
+        a, b = ord(pair[0]), ord(pair[1])
         new = len(token_bytes)
         token_bytes.append(token_bytes[a] + token_bytes[b])
         inverted.append(inverted[a][:-1] + inverted[b])
         merges.append((token_bytes[a], token_bytes[b]))
-        created = _apply_merge(a, b, new, words, counts, pair_counts, pair_words)
-        del pair_counts[(a, b)]
-        for pair in created:
-            heapq.heappush(heap, (-pair_counts[pair], inverted[pair[0]] + inverted[pair[1]], *pair))
+        created = _apply_merge(pair, chr(new), words, counts, pair_counts, pair_words)
+        del pair_counts[pair]
+        for p in created:
+            heapq.heappush(heap, (-pair_counts[p], inverted[ord(p[0])] + inverted[ord(p[1])], p))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -89,67 +104,49 @@ def learn_merges(
     return merges
 
 
-def _apply_merge(a, b, new, words, counts, pair_counts, pair_words) -> set[tuple[int, int]]:
-    """Replace ``a b`` by ``new`` in every word that has it; update counts of neighbouring pairs.
+def _apply_merge(pair: str, new: str, words, counts, pair_counts, pair_words) -> set[str]:
+    """Replace ``pair`` by the token ``new`` in every word that has it; update the neighbouring pairs.
 
-    Returns the pairs that contain ``new`` (the only pairs whose counts went up).
+    ``x A B y`` loses ``xA`` and ``By`` and gains ``xN`` and ``Ny``; in ``A B A B`` the middle ``BA``
+    becomes ``NN``. Returns the pairs that gained (they all contain ``new``).
     """
-    created: set[tuple[int, int]] = set()
+    created: set[str] = set()
+    swapped, double = pair[1] + pair[0], new + new
+    get = pair_counts.get
 
-    def gain(pair, wi, count):
-        pair_counts[pair] = pair_counts.get(pair, 0) + count
-        created.add(pair)
-        where = pair_words.get(pair)
+    def gain(q: str, wi: int, count: int) -> None:
+        pair_counts[q] = get(q, 0) + count
+        created.add(q)
+        where = pair_words.get(q)
         if where is None:
-            pair_words[pair] = {wi}
+            pair_words[q] = {wi}
         else:
             where.add(wi)
 
-    for wi in pair_words.pop((a, b)):
+    for wi in pair_words.pop(pair):
         word = words[wi]
-        remaining = word.count(a)  # occurrences of a at or after j: lets us scan without exceptions
-        if not remaining:
+        j = word.find(pair)
+        if j < 0:
             continue  # stale index entry: an earlier merge used the pair up in this word
-        last = len(word) - 1
-        starts = []
-        j = 0
-        while remaining:
-            j = word.index(a, j)
-            remaining -= 1
-            if j < last and word[j + 1] == b:
-                starts.append(j)
-                if a == b:
-                    remaining -= 1  # the b we step over is an a too
-                j += 2
-            else:
-                j += 1
-        if not starts:
-            continue
         count = counts[wi]
-        for k, j in enumerate(starts):
+        last = len(word) - 1
+        prev_end = -1
+        while j >= 0:
             if j > 0:
-                if k and starts[k - 1] == j - 2:  # "a b a b": the left neighbour is merged too
-                    pair_counts[(b, a)] -= count
-                    gain((new, new), wi, count)
+                if j == prev_end:  # right after the previous occurrence: "A B|A B"
+                    pair_counts[swapped] -= count
+                    gain(double, wi, count)
                 else:
-                    left = word[j - 1]
-                    pair_counts[(left, a)] -= count
-                    gain((left, new), wi, count)
+                    pair_counts[word[j - 1:j + 1]] -= count
+                    gain(word[j - 1] + new, wi, count)
             end = j + 2
-            if end <= last and (k + 1 == len(starts) or starts[k + 1] != end):
-                right = word[end]
-                pair_counts[(b, right)] -= count
-                gain((new, right), wi, count)
-        if len(starts) == 1:
-            word[starts[0]:starts[0] + 2] = [new]
-        else:
-            out, prev = [], 0
-            for j in starts:
-                out.extend(word[prev:j])
-                out.append(new)
-                prev = j + 2
-            out.extend(word[prev:])
-            words[wi] = out
+            following = word.find(pair, end)
+            if end <= last and following != end:  # a right neighbour that is not merged itself
+                pair_counts[word[j + 1:j + 3]] -= count
+                gain(new + word[end], wi, count)
+            prev_end = end
+            j = following
+        words[wi] = word.replace(pair, new)
     return created
 
 
