@@ -29,13 +29,17 @@ def _model(cfg):
     return TransformerLM(**cfg)
 
 
-def _module_flops(counter: FlopCounterMode, suffix: str, op: str | None = None) -> int:
+MATRIX_OPS = {"mm", "addmm"}  # 2-D products: the projections
+BATCHED_OPS = {"bmm", "baddbmm"}  # batched products: QK^T and attention @ V, all heads at once
+
+
+def _module_flops(counter: FlopCounterMode, suffix: str, ops: set[str] | None = None) -> int:
     """FLOPs inside every module whose qualified name ends with ``suffix`` (summed over layers),
-    of every op or only of aten op ``op`` (e.g. "mm" for 2-D products, "bmm" for batched ones)."""
+    of every op or only of the aten ops named in ``ops``."""
     total = 0
-    for name, ops in counter.get_flop_counts().items():
+    for name, counts in counter.get_flop_counts().items():
         if name.endswith(suffix):
-            total += sum(n for o, n in ops.items() if op is None or o.__name__.split(".")[0] == op)
+            total += sum(n for op, n in counts.items() if ops is None or op.__name__.split(".")[0] in ops)
     return total
 
 
@@ -80,11 +84,11 @@ def test_forward_flops_match_flop_counter(name, batch_size, seq_len):
 
     # component by component, via the modules (and ops) FlopCounterMode attributes FLOPs to;
     # the model fuses q, k, v into one product, so projections and head-wise products are told
-    # apart by op: 2-D mm for the projections, batched bmm for QK^T and attention @ V
+    # apart by op: 2-D products for the projections, batched ones for QK^T and attention @ V
     assert ours["attention"] == _module_flops(counter, ".attn")
     assert ours["attn_out"] == _module_flops(counter, ".attn.output_proj")
-    assert ours["attn_qkv"] + ours["attn_out"] == _module_flops(counter, ".attn", "mm")
-    assert ours["attn_scores"] + ours["attn_values"] == _module_flops(counter, ".attn", "bmm")
+    assert ours["attn_qkv"] + ours["attn_out"] == _module_flops(counter, ".attn", MATRIX_OPS)
+    assert ours["attn_scores"] + ours["attn_values"] == _module_flops(counter, ".attn", BATCHED_OPS)
     assert ours["ffn"] == _module_flops(counter, ".ffn")
     for w in ("w1", "w2", "w3"):
         assert ours[f"ffn_{w}"] == _module_flops(counter, f".ffn.{w}")
