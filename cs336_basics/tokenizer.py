@@ -21,7 +21,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,13 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 NO_MERGE = 2**31 - 1  # rank of a pair that is not a merge (fits int32)
 
+# GPT-2's pattern with the optional space factored out of three alternatives: the same matches (the
+# three classes are disjoint, so at most one can start at a position), ~10% faster in `regex`.
+# tiktoken writes gpt2's pattern with possessive quantifiers and `\s++$`, also the same matches.
+GPT2_PAT_FACTORED = r"""'(?:[sdmt]|ll|ve|re)| ?(?:\p{L}+|\p{N}+|[^\s\p{L}\p{N}]+)|\s+(?!\S)|\s+"""
+TIKTOKEN_GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+FASTER_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_FACTORED, TIKTOKEN_GPT2_PAT: GPT2_PAT_FACTORED}
+
 
 def bpe_merge_word(ids: list[int], pair_rank: dict[tuple[int, int], int], merged_id: Sequence[int]) -> list[int]:
     """Merge one pre-token's ids: repeatedly merge every occurrence of its lowest-ranked pair.
@@ -209,13 +216,19 @@ class PairTable:
 
 
 def bpe_merge_words(
-    ids: np.ndarray, lengths: np.ndarray, table: PairTable, merged_id: np.ndarray, as_str: bool = False
+    ids: np.ndarray,
+    lengths: np.ndarray,
+    table: PairTable,
+    merged_id: np.ndarray,
+    as_str: bool = False,
+    first_ranks: np.ndarray | None = None,
 ) -> list[list[int]] | list[str]:
     """``bpe_merge_word`` for many words at once. ``ids`` (total,) holds the words' byte ids back to back.
 
     Each round merges, in every word still merging, all occurrences of its lowest-ranked pair. Only
     the pairs next to a merge change, so only those are looked up again. With ``as_str`` each word's
-    ids come back as a string of ``chr(id)`` (the Tokenizer's compact cache format).
+    ids come back as a string of ``chr(id)`` (the Tokenizer's compact cache format). ``first_ranks``
+    may give the ranks of the initial pairs (computed faster by the caller, NO_MERGE at word ends).
 
     >>> t = PairTable(np.array([116, 256]), np.array([104, 101]), np.array([0, 1]), width=258)
     >>> bpe_merge_words(np.array([116, 104, 101, 104, 116, 104]), np.array([3, 1, 2]), t, np.array([256, 257]))
@@ -231,15 +244,20 @@ def bpe_merge_words(
     def ranks_at(pos: np.ndarray) -> np.ndarray:  # ranks of pairs (pos, pos + 1)
         return table.lookup((tokens[pos] * width + tokens[pos + 1]).view(np.uint64))
 
-    rank = np.full(tokens.size, NO_MERGE, dtype=np.int32)  # rank[i]: pair (i, i + 1); NO_MERGE at word ends
-    inner = np.flatnonzero(~last)
-    rank[inner] = ranks_at(inner)
+    if first_ranks is not None:
+        rank = np.asarray(first_ranks, dtype=np.int32)  # rank[i]: pair (i, i + 1); NO_MERGE at word ends
+    else:
+        rank = np.full(tokens.size, NO_MERGE, dtype=np.int32)
+        inner = np.flatnonzero(~last)
+        rank[inner] = ranks_at(inner)
     done_tokens, done_words, done_counts = [], [], []
     while tokens.size:
-        starts = np.concatenate(([0], np.cumsum(counts[:-1])))
+        starts = np.cumsum(counts) - counts
         best = np.minimum.reduceat(rank, starts)
         finished = best == NO_MERGE
-        if finished.any():  # words with nothing left to merge leave the arrays
+        n_finished = np.count_nonzero(finished)
+        if n_finished == finished.size or (n_finished and 8 * counts[finished].sum() > tokens.size):
+            # words with nothing left to merge leave the arrays, a batch at a time (each removal is a pass)
             out = np.repeat(finished, counts)
             done_tokens.append(tokens[out])
             done_words.append(active[finished])
@@ -249,7 +267,9 @@ def bpe_merge_words(
             active, counts, best = active[~finished], counts[~finished], best[~finished]
             if not tokens.size:
                 break
-            starts = np.concatenate(([0], np.cumsum(counts[:-1])))
+            starts = np.cumsum(counts) - counts
+        elif n_finished:
+            best = np.where(finished, -1, best)  # finished words wait in place; -1 matches no pair
         at = np.flatnonzero(rank == np.repeat(best, counts))
         adjacent = np.diff(at) == 1
         if adjacent.any():  # 'aaa' with merge a+a: in a run of overlapping pairs merge every other, leftmost first
@@ -350,7 +370,7 @@ class Tokenizer:
         self.byte_ids = np.array([self.id_of.get(bytes([b]), -1) for b in range(256)], dtype=np.int64)
 
         self.pattern = pattern
-        self._pretokenize = regex.compile(pattern).findall
+        self._pretokenize = regex.compile(FASTER_EQUIVALENT_PATTERN.get(pattern, pattern)).findall
         self.cache_size = cache_size
         self._cache: dict[str, str] = {}  # pre-token -> its ids as a string of chr(id)
         self._table: PairTable | None = None  # built on first use
@@ -369,7 +389,7 @@ class Tokenizer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._pretokenize = regex.compile(self.pattern).findall
+        self._pretokenize = regex.compile(FASTER_EQUIVALENT_PATTERN.get(self.pattern, self.pattern)).findall
 
     # ------------------------------------------------------------------ encode
     def encode(self, text: str) -> list[int]:
@@ -398,17 +418,14 @@ class Tokenizer:
         new = set(pieces).difference(cache)
         if new:
             cache.update(self._merge_pretokens(list(new)))
-        return ids_from_str("".join(map(cache.__getitem__, pieces)))
+        if len(pieces) < 2:
+            return ids_from_str(cache[pieces[0]]) if pieces else []
+        return ids_from_str("".join(itemgetter(*pieces)(cache)))  # one C loop over the lookups
 
     def _merge_pretokens(self, pieces: list[str]) -> dict[str, str]:
         """Run the merges on pre-tokens that are not cached yet: ``{piece: ids as chr(id) string}``."""
-        joined = "".join(pieces)
-        if joined.isascii():  # the common case: no per-piece encoding needed
-            data, lengths = joined.encode("ascii"), list(map(len, pieces))
-        else:
-            words = [_to_bytes(p) for p in pieces]
-            data, lengths = b"".join(words), list(map(len, words))
-        ids = self.byte_ids[np.frombuffer(data, dtype=np.uint8)]
+        data, lengths = _utf8_pieces(pieces)
+        ids = self.byte_ids[data]
         if ids.size and ids.min() < 0:
             bad = data[int(np.argmin(ids))]
             raise ValueError(
@@ -417,7 +434,7 @@ class Tokenizer:
             )
         if len(pieces) < self.BATCH_MIN_WORDS:
             out, start = {}, 0
-            for piece, length in zip(pieces, lengths):
+            for piece, length in zip(pieces, lengths.tolist()):
                 merged = bpe_merge_word(ids[start : start + length].tolist(), self.pair_rank, self.merged_id)
                 out[piece] = "".join(map(chr, merged))
                 start += length
@@ -427,7 +444,15 @@ class Tokenizer:
             ranks = np.array(list(self.pair_rank.values()), dtype=np.int64)
             self._table = PairTable(pairs[:, 0], pairs[:, 1], ranks, width=self.vocab_size)
             self._merged_array = np.array(self.merged_id, dtype=np.int64)
-        return dict(zip(pieces, bpe_merge_words(ids, np.array(lengths), self._table, self._merged_array, as_str=True)))
+            # ranks of byte pairs in a dense 256 x 256 table: the first round looks up every pair
+            self._byte_pair_rank = self._table.lookup(
+                (self.byte_ids.reshape(-1, 1) * self.vocab_size + self.byte_ids.reshape(1, -1)).ravel().view(np.uint64)
+            )
+        first = self._byte_pair_rank[(data[:-1].astype(np.intp) << 8) | data[1:]]
+        first = np.append(first, np.int32(NO_MERGE))
+        first[np.cumsum(lengths) - 1] = NO_MERGE  # no pair across the end of a word
+        merged = bpe_merge_words(ids, lengths, self._table, self._merged_array, as_str=True, first_ranks=first)
+        return dict(zip(pieces, merged))
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of the concatenated strings of ``iterable`` (e.g. an open text file).
@@ -574,6 +599,23 @@ class Tokenizer:
 def ids_from_str(s: str) -> list[int]:
     """Read a string of ``chr(id)`` back as ids: ``ids_from_str("\\x05\\u1234") == [5, 0x1234]``."""
     return np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).tolist()
+
+
+def _utf8_pieces(pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces' UTF-8 bytes back to back (uint8) and each piece's length in bytes."""
+    joined = "".join(pieces)
+    try:
+        data = joined.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: piece by piece
+        words = [_to_bytes(p) for p in pieces]
+        return np.frombuffer(b"".join(words), dtype=np.uint8), np.array([len(w) for w in words], dtype=np.int64)
+    chars = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    array = np.frombuffer(data, dtype=np.uint8)
+    if array.size == chars.sum():  # all ASCII
+        return array, chars
+    char_at = np.flatnonzero((array & 0xC0) != 0x80)  # byte offset where each character starts
+    starts = char_at[np.cumsum(chars) - chars]
+    return array, np.diff(np.append(starts, array.size))
 
 
 def _to_bytes(piece: str) -> bytes:

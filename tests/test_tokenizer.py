@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from cs336_basics.pretokenization import GPT2_PAT
 from cs336_basics.tokenizer import (
+    GPT2_PAT_FACTORED,
     NO_MERGE,
+    TIKTOKEN_GPT2_PAT,
     PairTable,
     Tokenizer,
     bpe_merge_word,
@@ -126,6 +128,14 @@ def test_pair_table_lookup_absent_and_present():
     assert table.lookup(keys.astype(np.uint64)).tolist() == list(range(keys.size))
     absent = np.setdiff1d(np.arange(25_000_000, step=997), keys).astype(np.uint64)
     assert (table.lookup(absent) == NO_MERGE).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(texts, st.text(st.characters(exclude_categories=("Cs",)), max_size=40)))
+def test_faster_pattern_has_the_same_matches(text):
+    expected = regex.findall(GPT2_PAT, text)
+    assert regex.findall(GPT2_PAT_FACTORED, text) == expected
+    assert regex.findall(TIKTOKEN_GPT2_PAT, text) == expected
 
 
 # ---------------------------------------------------------------- encode / decode
