@@ -385,6 +385,47 @@ def max_batch_size(config: dict, memory_bytes: float, seq_len: int | None = None
     return max(0, int((memory_bytes - fixed) // per_sequence))
 
 # %% [markdown]
+# How good is that list? Autograd can tell us what it really keeps: a `saved_tensors_hooks` pack
+# hook sees every tensor saved for backward. We add up the distinct ones (parameters aside) for a
+# small model and compare with the estimate.
+
+# %%
+import torch
+
+from cs336_basics.accounting import activation_memory
+from cs336_basics.model import TransformerLM
+
+saved_cfg = dict(vocab_size=1000, context_length=64 if SMOKE else 128, d_model=128 if SMOKE else 256,
+                 num_layers=2 if SMOKE else 4, num_heads=8, d_ff=None)
+torch.manual_seed(0)
+probe = TransformerLM(**saved_cfg)
+probe_ids = torch.randint(0, saved_cfg["vocab_size"], (4, saved_cfg["context_length"]))
+param_ptrs = {p.data_ptr() for p in probe.parameters()}
+saved = {}
+
+
+def record(t):
+    if t.data_ptr() not in param_ptrs:
+        saved[t.data_ptr()] = t.untyped_storage().nbytes()
+    return t
+
+
+with torch.autograd.graph.saved_tensors_hooks(record, lambda t: t):
+    logits = probe(probe_ids)
+    # cross-entropy: log-sum-exp minus the target logit (notebook 04 has the real one)
+    loss = (logits.logsumexp(-1) - logits.gather(-1, probe_ids[..., None]).squeeze(-1)).mean()
+estimate = activation_memory(saved_cfg, batch_size=4)
+print(f"autograd saves {sum(saved.values()) / 1e6:.1f} MB; the handout-style estimate is {estimate / 1e6:.1f} MB")
+assert 0.75 < estimate / sum(saved.values()) < 1.25
+
+# %% [markdown]
+# Close. The list misses a few things our implementation keeps (each RMSNorm's input and
+# per-token scale, the concatenated copy of the Q, K, V weights, the RoPE tables and the causal
+# mask) and counts one it does not (only the softmax output is kept, not the raw scores), but the
+# big terms — the `h·T²` attention matrices, the FFN's `d_ff`-wide tensors and the `vocab`-wide
+# logits — are all there.
+
+# %% [markdown]
 # ## AdamW's FLOPs
 #
 # Per parameter and step, with the scalars (`1 - β`, the bias-corrected step size `α_t`, `α·λ`)
@@ -785,7 +826,40 @@ print(f"forward+backward, batch {batch} x {mfu_cfg['context_length']}: {step_s *
 # Measured with `uv run python benchmarks/bench_matmul_peak.py` on this machine (2 shared cores,
 # no GPU):
 #
-# BENCHMARK_RESULTS
+# ```
+# dtype          n  runs    best ms  GFLOP/s best  GFLOP/s median
+# float32      512    10       0.85         315.4            29.3
+# float32     1024    10      23.32          92.1            46.3
+# float32     2048    10     219.97          78.1            70.8
+# float32     3072     6     759.99          76.3            74.6
+# float32     4096     2    2359.97          58.2            57.6
+# bfloat16     512    10      10.75          25.0            13.4
+# bfloat16    1024    10      63.71          33.7            29.3
+# bfloat16    2048     7     543.60          31.6            30.5
+# bfloat16    3072     3    1842.57          31.5            28.4
+# bfloat16    4096     2    4708.06          29.2            27.6
+#
+# TransformerLM training step, float32: d_model 256, 4 layers, 8 heads, d_ff 704, context 128,
+# vocab 10,000, batch 8 (8.33 M parameters)
+#   model FLOPs per step: 37.07 GFLOP of matmuls (3 x forward; 36.20 MFLOP/token) + 117 MFLOP AdamW
+#   step time best 4652.4 ms, median 10154.4 ms over 6 steps
+#   throughput best 220 tok/s (median 101); achieved 8.0 GFLOP/s
+#   MFU vs measured float32 peak 315.4 GFLOP/s: 2.5% best step, 1.2% median step
+#   paired MFU (step vs 2048^2 matmuls timed around it): 16.2% best, 6.5% median
+# ```
+#
+# How to read it. The cores were shared with five other jobs (load average 6–8 on 2 cores), so
+# every number is the best of several repeats and still noisy. Only the shortest matmul (512², under
+# 1 ms) caught the machine undisturbed: **315 GFLOP/s float32**, about 80% of what two AVX-512 cores
+# with two FMA units each can do at ~3 GHz; the larger sizes, which run for longer than a scheduling
+# slice, got 58–92 GFLOP/s. bfloat16 is *slower* (≤ 34 GFLOP/s): this CPU has no AMX tiles, so bf16
+# matmuls are emulated, and on this machine float32 is the right training dtype. A 1–5 s training
+# step never runs undisturbed: against the 315 GFLOP/s peak its MFU is 2.5%, which mostly measures
+# the other jobs. Timing 2048² matmuls right before and after each step, so that both see the same
+# contention, gives **about 16% MFU** (best step): apart from the LM head (42% of the FLOPs) the
+# model's matmuls are small (`(1024 × 256) @ (256 × 256)` projections, per-head `128 × 32`
+# attention products), and the elementwise work (RMSNorm, RoPE, softmax, SiLU, cross-entropy,
+# AdamW) and the backward's extra memory traffic cost time but count no model FLOPs.
 #
 # Next, notebook 04 turns the model into a training loop; its `mfu` metric comes from
-# `accounting.mfu`.
+# `accounting.training_flops_per_token`.
