@@ -205,22 +205,113 @@ def _run_train(args) -> int:
 
 # ---------------------------------------------------------------- generate (training issue)
 def _add_generate(sub) -> None:
-    p = sub.add_parser("generate", help="sample text from a trained run")
+    p = sub.add_parser(
+        "generate",
+        help="sample text from a trained run",
+        description="Stream a completion of --prompt from a run's latest checkpoint to the terminal, "
+        "using the tokenizer named by the run's config (data.tokenizer) unless --tokenizer is given.",
+    )
+    p.add_argument("--run", required=True, help="run directory (config.toml + checkpoints/latest.pt)")
+    p.add_argument("--prompt", default="Once upon a time", help="text to continue (default: %(default)r; "
+                   "an empty prompt starts a new document)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="at most this many tokens (default: 256)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: 0.8)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass in (0, 1]; 1 = off (default: 0.95)")
+    p.add_argument("--seed", type=int, default=None, help="make the sample reproducible")
+    p.add_argument("--no-kv-cache", action="store_true", help="recompute every position each step (slow)")
+    p.add_argument("--stop-token", default="<|endoftext|>", help="stop when this token comes (default: %(default)s)")
+    p.add_argument("--no-stop", action="store_true", help="do not stop at the stop token")
+    p.add_argument("--tokenizer", default=None, help="saved tokenizer directory (default: the run's data.tokenizer)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.set_defaults(func=_run_generate)
 
 
 def _run_generate(args) -> int:
-    raise CLIError("cs336 generate is not implemented yet")
+    from pathlib import Path
+
+    if args.max_new_tokens < 0:
+        raise CLIError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.temperature < 0:
+        raise CLIError(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise CLIError(f"--top-p must be in (0, 1], got {args.top_p}")
+    from cs336_basics.decoding import generate_stream
+    from cs336_basics.tokenizer import Tokenizer
+    from cs336_basics.train import load_model_from_run
+
+    try:
+        model, config = load_model_from_run(args.run, device=args.device)
+    except (FileNotFoundError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    tok_dir = args.tokenizer or config.data.tokenizer
+    if not tok_dir:
+        raise CLIError(f"{args.run}/config.toml names no tokenizer (data.tokenizer); pass --tokenizer DIR")
+    tok_path = Path(tok_dir)
+    if not tok_path.is_dir() and not tok_path.is_absolute() and (Path(args.run) / tok_path.name).is_dir():
+        tok_path = Path(args.run) / tok_path.name  # a run moved with its tokenizer inside it
+    try:
+        tokenizer = Tokenizer.load(tok_path)
+    except (FileNotFoundError, ValueError) as err:
+        raise CLIError(f"cannot load the tokenizer from {tok_path}: {err}; pass --tokenizer DIR") from None
+    if tokenizer.vocab_size > model.config["vocab_size"]:
+        raise CLIError(f"the tokenizer at {tok_path} has {tokenizer.vocab_size} tokens, more than the model's "
+                       f"{model.config['vocab_size']}; pass the --tokenizer the run was trained with")
+    stream = generate_stream(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_p,
+                             None if args.no_stop else args.stop_token, args.seed, not args.no_kv_cache)
+    sys.stdout.write(args.prompt)
+    sys.stdout.flush()
+    try:
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except ValueError as err:  # e.g. a stop token the tokenizer does not have
+        raise CLIError(str(err)) from None
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        return 130
+    sys.stdout.write("\n")
+    return 0
 
 
 # ---------------------------------------------------------------- pipeline (training issue)
 def _add_pipeline(sub) -> None:
-    p = sub.add_parser("pipeline", help="tokenizer -> token files -> model -> samples, end to end")
+    p = sub.add_parser(
+        "pipeline",
+        help="tokenizer -> token files -> model -> samples, end to end",
+        description="Train a BPE tokenizer on DIR/train.txt, tokenize DIR/train.txt and DIR/valid.txt, train "
+        "the model of configs/PRESET.toml, evaluate (loss, perplexity, bits per byte on valid.txt), write "
+        "samples.txt and learning_curves.png into the run directory and print a short report. A stage whose "
+        "outputs exist is skipped, so running the same command again resumes.",
+    )
+    p.add_argument("--preset", default="cpu", help="configs/PRESET.toml or a path to a .toml (default: cpu)")
+    p.add_argument("--data", default=None,
+                   help="folder with train.txt and valid.txt (default: data/tinystories, downloaded if absent)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/PRESET)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=3e-3 (repeatable)")
+    p.add_argument("--prompt", dest="prompts", action="append", default=None,
+                   help="prompt for samples.txt (repeatable; default: 'Once upon a time' and an empty prompt)")
+    p.add_argument("--sample-tokens", type=int, default=256, help="tokens per sample (default: 256)")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: 0.8)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass for samples (default: 0.95)")
     p.set_defaults(func=_run_pipeline)
 
 
 def _run_pipeline(args) -> int:
-    raise CLIError("cs336 pipeline is not implemented yet")
+    from cs336_basics.pipeline import DEFAULT_PROMPTS, PipelineError, format_report, run_pipeline
+    from cs336_basics.train import TrainingDiverged, TrainingInterrupted
+
+    try:
+        report = run_pipeline(args.preset, args.data, args.out, args.overrides,
+                              prompts=args.prompts or DEFAULT_PROMPTS, sample_tokens=args.sample_tokens,
+                              temperature=args.temperature, top_p=args.top_p)
+    except (PipelineError, TrainingDiverged, FileNotFoundError) as err:
+        raise CLIError(str(err)) from None
+    except TrainingInterrupted as err:
+        print(f"cs336 pipeline: {err}; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(format_report(report))
+    return 0
 
 
 # ---------------------------------------------------------------- plot (training issue)

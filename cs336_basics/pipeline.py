@@ -1,0 +1,375 @@
+# Hand-written plumbing (not exported from a notebook): the end-to-end job behind `cs336 pipeline`.
+"""Text files in, a trained model, its scores, samples and learning curves out.
+
+    >>> report = run_pipeline("cpu", data_dir="../shared/data/english", out_dir="runs/cpu")  # doctest: +SKIP
+    >>> print(format_report(report))                                                          # doctest: +SKIP
+
+Stages, and what each leaves in the run directory OUT:
+
+1. ``tokenizer``  BPE trained on DIR/train.txt (vocab = the preset's model.vocab_size, special
+   token <|endoftext|>)                                     -> OUT/tokenizer/
+2. ``tokenize``   DIR/train.txt, DIR/valid.txt encoded        -> OUT/tokens/{train,valid}.npy
+3. ``train``      configs/<preset>.toml with the data paths overridden -> OUT/config.toml,
+   metrics.jsonl, checkpoints/latest.pt (an unfinished run is resumed)
+4. ``evaluate``   loss over the whole validation file, perplexity, bits per byte -> OUT/eval.json
+5. ``samples``    text from the trained model                  -> OUT/samples.txt
+6. ``plot``       train/val loss vs step and wallclock          -> OUT/learning_curves.png
+
+Like ``make``, a stage is skipped when its outputs exist and are newer than its inputs, so a
+re-run after an interruption picks up where it stopped. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+END_OF_TEXT = "<|endoftext|>"
+DEFAULT_DATA = Path("data") / "tinystories"
+DEFAULT_PROMPTS = ("Once upon a time", "")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class PipelineError(Exception):
+    """A user error (bad path, bad preset, a stale run that conflicts); the message says the fix."""
+
+
+@dataclass
+class StageResult:
+    name: str
+    seconds: float | None  # None: skipped
+    note: str = ""
+
+
+@dataclass
+class PipelineReport:
+    out_dir: Path
+    stages: list[StageResult] = field(default_factory=list)
+    eval: dict = field(default_factory=dict)
+    sample: str = ""
+
+
+def find_preset(preset: str) -> Path:
+    """A preset name (``cpu`` -> configs/cpu.toml, here or in the repository) or a path to a TOML file."""
+    candidates = [Path(preset)] if preset.endswith(".toml") else []
+    candidates += [Path("configs") / f"{preset}.toml", REPO_ROOT / "configs" / f"{preset}.toml"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.toml"))
+    raise PipelineError(f"no preset {preset!r}: looked for {', '.join(map(str, candidates))}; "
+                        f"known presets: {', '.join(known) or '(none)'}, or pass a path to a .toml file")
+
+
+def _newer(outputs: Sequence[Path], inputs: Sequence[Path]) -> bool:
+    """All outputs exist and none is older than any input (make's rule)."""
+    if not all(p.exists() for p in outputs):
+        return False
+    oldest_out = min(p.stat().st_mtime for p in outputs)
+    return all(p.stat().st_mtime <= oldest_out for p in inputs if p.exists())
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_pipeline(
+    preset: str = "cpu",
+    data_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    prompts: Sequence[str] = DEFAULT_PROMPTS,
+    sample_tokens: int = 256,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    seed: int = 0,
+    max_eval_tokens: int = 1 << 21,
+    log: Callable[[str], None] | None = None,
+    progress: bool = True,
+) -> PipelineReport:
+    """Run (or resume) every stage; return what happened and the scores. See the module docstring."""
+    from cs336_basics.train import ConfigError, load_config
+
+    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    preset_path = find_preset(preset)
+    name = preset_path.stem
+
+    # ---- data: the two text files (TinyStories downloaded when nothing else is asked for)
+    if data_dir is None:
+        data_dir = DEFAULT_DATA
+        if not all((data_dir / f).is_file() for f in ("train.txt", "valid.txt")):
+            from cs336_basics.download import DownloadError, download_dataset
+
+            say(f"{data_dir} has no train.txt/valid.txt: downloading TinyStories")
+            try:
+                download_dataset("tinystories", data_dir.parent)
+            except DownloadError as err:
+                raise PipelineError(f"{err}; or pass --data DIR with your own train.txt and valid.txt") from None
+    data_dir = Path(data_dir)
+    train_txt, valid_txt = data_dir / "train.txt", data_dir / "valid.txt"
+    for path in (train_txt, valid_txt):
+        if not path.is_file():
+            raise PipelineError(f"{path} not found: --data must be a folder with train.txt and valid.txt "
+                                "(`cs336 download tinystories` makes data/tinystories)")
+        if path.stat().st_size == 0:
+            raise PipelineError(f"{path} is empty; the pipeline needs text to train and validate on")
+
+    out = Path(out_dir) if out_dir is not None else Path("runs") / name
+    tok_dir, tokens_dir = out / "tokenizer", out / "tokens"
+    train_npy, valid_npy = tokens_dir / "train.npy", tokens_dir / "valid.npy"
+    pipeline_overrides = [f"data.train_tokens={train_npy}", f"data.valid_tokens={valid_npy}",
+                          f"data.tokenizer={tok_dir}", f"run.out_dir={out}"] + ([] if progress else ["run.progress=false"])
+    try:
+        config = load_config(preset_path, [*pipeline_overrides, *overrides])
+    except ConfigError as err:
+        raise PipelineError(str(err)) from None
+    vocab_size = config.model.vocab_size
+    if vocab_size < 256 + 1:
+        raise PipelineError(
+            f"model.vocab_size = {vocab_size} leaves no room for the 256 bytes and {END_OF_TEXT}; "
+            f"add --set model.vocab_size=N with N >= 257 (a few hundred more gives BPE merges to learn)")
+    out.mkdir(parents=True, exist_ok=True)
+    report = PipelineReport(out)
+
+    def stage(label: str, outputs: Sequence[Path], inputs: Sequence[Path], work: Callable[[], str]) -> None:
+        if _newer(outputs, inputs):
+            say(f"[{label}] skipped: {', '.join(str(p) for p in outputs[:2])} up to date")
+            report.stages.append(StageResult(label, None, "skipped"))
+            return
+        say(f"[{label}] ...")
+        start = time.perf_counter()
+        note = work()
+        seconds = time.perf_counter() - start
+        say(f"[{label}] done in {seconds:.1f} s{': ' + note if note else ''}")
+        report.stages.append(StageResult(label, seconds, note))
+
+    # ---- 1. tokenizer
+    tok_files = [tok_dir / "vocab.json", tok_dir / "merges.txt", tok_dir / "special_tokens.json"]
+
+    def train_tokenizer() -> str:
+        from cs336_basics.bpe import train_bpe
+        from cs336_basics.tokenizer import Tokenizer
+
+        vocab, merges = train_bpe(train_txt, vocab_size, [END_OF_TEXT], progress=None if progress else False)
+        Tokenizer(vocab, merges, special_tokens=[END_OF_TEXT]).save(tok_dir)
+        return f"{len(vocab)} tokens, {len(merges)} merges"
+
+    stage("tokenizer", tok_files, [train_txt], train_tokenizer)
+
+    from cs336_basics.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(tok_dir)
+    if tokenizer.vocab_size > vocab_size:
+        raise PipelineError(f"{tok_dir} holds {tokenizer.vocab_size} tokens but model.vocab_size = {vocab_size}; "
+                            f"delete {tok_dir} (and {tokens_dir}) to train a new tokenizer, or use another --out")
+
+    # ---- 2. token files
+    def tokenize() -> str:
+        from cs336_basics.tokenizer import tokenize_file
+
+        tokens_dir.mkdir(parents=True, exist_ok=True)
+        counts = []
+        for txt, npy in ((train_txt, train_npy), (valid_txt, valid_npy)):
+            tokenize_file(tokenizer, txt, npy, progress=progress)
+            counts.append(_count_tokens(npy))
+        return f"{counts[0]:,} train and {counts[1]:,} valid tokens"
+
+    stage("tokenize", [train_npy, valid_npy], [train_txt, valid_txt, *tok_files], tokenize)
+
+    # ---- 3. train (resumes an unfinished run; starts over only if asked to by deleting the run)
+    latest = out / "checkpoints" / "latest.pt"
+    done_step = _checkpoint_step(latest)
+    if done_step is not None and done_step >= config.schedule.max_steps and _newer([latest], [train_npy, valid_npy]):
+        say(f"[train] skipped: {latest} is at step {done_step} of {config.schedule.max_steps}")
+        report.stages.append(StageResult("train", None, "skipped"))
+    else:
+        if done_step is not None and not _newer([latest], [train_npy, valid_npy]):
+            raise PipelineError(f"{latest} is older than the token files it should have been trained on; "
+                                f"delete {out / 'checkpoints'} to train again")
+        from cs336_basics.train import train
+
+        resume = done_step is not None
+        say(f"[train] {'resuming at step ' + str(done_step) if resume else 'training'} "
+            f"({config.schedule.max_steps} steps, {preset_path})")
+        start = time.perf_counter()
+        try:
+            train(config, resume=resume)
+        except ConfigError as err:
+            raise PipelineError(str(err)) from None
+        seconds = time.perf_counter() - start
+        say(f"[train] done in {seconds:.1f} s")
+        report.stages.append(StageResult("train", seconds, "resumed" if resume else ""))
+
+    # ---- 4. evaluate on the whole validation file
+    eval_json = out / "eval.json"
+
+    def evaluate() -> str:
+        scores = evaluate_run(out, valid_npy, valid_txt, max_tokens=max_eval_tokens)
+        _write_atomic(eval_json, json.dumps(scores, indent=2) + "\n")
+        return f"val loss {scores['val_loss']:.4f}, ppl {scores['val_ppl']:.2f}, {scores['bits_per_byte']:.4f} bits/byte"
+
+    stage("evaluate", [eval_json], [latest, valid_npy, valid_txt], evaluate)
+    report.eval = json.loads(eval_json.read_text(encoding="utf-8"))
+
+    # ---- 5. samples
+    samples_txt = out / "samples.txt"
+
+    def write_samples() -> str:
+        text = sample_run(out, tokenizer, prompts, sample_tokens, temperature, top_p, seed)
+        _write_atomic(samples_txt, text)
+        return f"{len(prompts)} samples of up to {sample_tokens} tokens"
+
+    stage("samples", [samples_txt], [latest], write_samples)
+    report.sample = _first_sample(samples_txt.read_text(encoding="utf-8"))
+
+    # ---- 6. learning curves
+    figure = out / "learning_curves.png"
+
+    def plot() -> str:
+        from cs336_basics.plotting import plot_learning_curves
+
+        plot_learning_curves([out], figure, labels=[out.name], title=f"{out.name} ({name} preset, {data_dir})")
+        return str(figure)
+
+    stage("plot", [figure], [out / "metrics.jsonl"], plot)
+    return report
+
+
+def _count_tokens(npy: Path) -> int:
+    import numpy as np
+
+    return int(np.load(npy, mmap_mode="r").shape[0])
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    from cs336_basics.serialization import read_checkpoint
+
+    return int(read_checkpoint(path)["iteration"])
+
+
+def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, batch_size: int = 16) -> dict:
+    """Mean validation loss over consecutive non-overlapping windows (up to ``max_tokens`` predicted
+    tokens), perplexity, and bits per byte = loss x (tokens / bytes of valid_txt) / ln 2.
+
+    Each window of context_length + 1 tokens predicts its last context_length tokens, so every
+    token of the file (but the first) is predicted once, as in a document read in pieces.
+    """
+    import numpy as np
+    import torch
+
+    from cs336_basics.data import batch_at
+    from cs336_basics.nn_utils import cross_entropy
+    from cs336_basics.train import autocast_dtype, load_model_from_run
+
+    model, config = load_model_from_run(run_dir)
+    device = next(model.parameters()).device
+    tokens = np.load(valid_npy, mmap_mode="r")
+    ctx = config.model.context_length
+    n_windows = max(0, (len(tokens) - 1) // ctx)
+    n_windows = min(n_windows, max(1, max_tokens // ctx))
+    if n_windows == 0:
+        raise PipelineError(f"{valid_npy} holds {len(tokens)} tokens, fewer than context_length + 1 = {ctx + 1}; "
+                            "use a longer valid.txt")
+    amp = autocast_dtype(config.run.precision, device)
+    total, count = 0.0, 0
+    with torch.no_grad(), _threads(config.run.num_threads):
+        for first in range(0, n_windows, batch_size):
+            starts = np.arange(first, min(first + batch_size, n_windows)) * ctx
+            x, y = batch_at(tokens, starts, ctx, device)
+            with torch.autocast(device.type, dtype=amp) if amp else _nullcontext():
+                logits = model(x)
+            total += cross_entropy(logits.float(), y).item() * y.numel()
+            count += y.numel()
+    loss = total / count
+    n_bytes = Path(valid_txt).stat().st_size
+    tokens_per_byte = len(tokens) / n_bytes
+    return {
+        "val_loss": loss,
+        "val_ppl": math.exp(loss),
+        "bits_per_byte": loss * tokens_per_byte / math.log(2),
+        "eval_tokens": count,
+        "valid_tokens": int(len(tokens)),
+        "valid_bytes": int(n_bytes),
+        "bytes_per_token": n_bytes / len(tokens),
+        "step": _checkpoint_step(Path(run_dir) / "checkpoints" / "latest.pt"),
+    }
+
+
+def _nullcontext():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+class _threads:
+    """Use the run's run.num_threads (if set) for torch inside the block, as training did."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        if self.n:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def sample_run(run_dir, tokenizer, prompts, max_new_tokens, temperature, top_p, seed) -> str:
+    """samples.txt: one block per prompt, a header line then the prompt and its completion."""
+    from cs336_basics.decoding import generate
+    from cs336_basics.train import load_model_from_run
+
+    model, config = load_model_from_run(run_dir)
+    blocks = []
+    for i, prompt in enumerate(prompts):
+        with _threads(config.run.num_threads):
+            text = generate(model, tokenizer, prompt, max_new_tokens, temperature, top_p, END_OF_TEXT, seed + i)
+        n = len(tokenizer.encode(text))
+        blocks.append(f"### prompt {prompt!r}: {n} tokens, temperature {temperature}, top-p {top_p}, "
+                      f"seed {seed + i}\n{prompt}{text}\n")
+    return "\n".join(blocks)
+
+
+def _first_sample(samples: str) -> str:
+    lines = samples.split("\n")
+    body = []
+    for line in lines[1:]:
+        if line.startswith("### prompt"):
+            break
+        body.append(line)
+    return "\n".join(body).strip()
+
+
+def format_report(report: PipelineReport, sample_chars: int = 600) -> str:
+    """The short report `cs336 pipeline` prints."""
+    lines = [f"run: {report.out_dir}", "stage       time"]
+    for s in report.stages:
+        lines.append(f"{s.name:<11} {'skipped' if s.seconds is None else f'{s.seconds:7.1f} s'}"
+                     + (f"  ({s.note})" if s.note and s.seconds is not None else ""))
+    e = report.eval
+    if e:
+        lines.append(f"validation: loss {e['val_loss']:.4f} nats/token, perplexity {e['val_ppl']:.2f}, "
+                     f"{e['bits_per_byte']:.4f} bits/byte ({e['eval_tokens']:,} tokens, "
+                     f"{e['bytes_per_token']:.2f} bytes/token)")
+    if report.sample:
+        sample = report.sample if len(report.sample) <= sample_chars else report.sample[:sample_chars] + " ..."
+        lines += ["sample:", sample]
+    lines.append(f"files: {report.out_dir}/samples.txt, learning_curves.png, eval.json, metrics.jsonl")
+    return "\n".join(lines)
