@@ -1,0 +1,87 @@
+"""Decoding speed: tokens/s with and without the KV cache, 256 new tokens, same model, same run.
+
+    uv run python benchmarks/bench_decoding.py                 # cpu preset shape + the handout's TinyStories shape
+    uv run python benchmarks/bench_decoding.py --run runs/cpu  # a trained run instead (its weights and shape)
+
+The reference is the uncached loop (the whole window through the model for every new token),
+measured in the same process on the same model; the two must produce the same tokens (greedy).
+Weights do not change the speed, so without --run the models are freshly initialized.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cs336_basics.decoding import generate_ids  # noqa: E402
+from cs336_basics.model import TransformerLM  # noqa: E402
+
+MODEL_KEYS = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff", "rope_theta")
+
+
+def preset_model(name: str) -> dict:
+    config = tomllib.loads((ROOT / "configs" / f"{name}.toml").read_text())["model"]
+    return {k: config[k] for k in MODEL_KEYS if k in config}
+
+
+def time_decoding(model, prompt, new_tokens, use_kv_cache, repeats):
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = list(generate_ids(model, prompt, new_tokens, temperature=0.0, use_kv_cache=use_kv_cache))
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default=None, help="a trained run directory (default: fresh models)")
+    parser.add_argument("--presets", nargs="+", default=["cpu", "tinystories"],
+                        help="configs/<name>.toml model shapes to time (without --run)")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2, help="best of N")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    models = []
+    if args.run:
+        from cs336_basics.train import load_model_from_run
+
+        model, _ = load_model_from_run(args.run, device=args.device)
+        models.append((Path(args.run).name, model))
+    else:
+        for name in args.presets:
+            if not (ROOT / "configs" / f"{name}.toml").exists():
+                print(f"(skipping {name}: configs/{name}.toml not found)")
+                continue
+            torch.manual_seed(0)
+            models.append((name, TransformerLM(**preset_model(name), device=args.device).eval()))
+
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.prompt_tokens}-token prompt, "
+          f"{args.new_tokens} new tokens, greedy, best of {args.repeats}")
+    print(f"{'model':<12} {'params':>8} {'ctx':>5} {'no cache tok/s':>15} {'KV cache tok/s':>15} {'speed-up':>9}  same tokens")
+    for name, model in models:
+        cfg = model.config
+        prompt = torch.randint(0, cfg["vocab_size"], (args.prompt_tokens,),
+                               generator=torch.Generator().manual_seed(0)).tolist()
+        with torch.no_grad():
+            list(generate_ids(model, prompt, 4, temperature=0.0))  # warm-up
+        t_plain, plain = time_decoding(model, prompt, args.new_tokens, False, args.repeats)
+        t_cache, cached = time_decoding(model, prompt, args.new_tokens, True, args.repeats)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"{name:<12} {params:>7.1f}M {cfg['context_length']:>5} {args.new_tokens / t_plain:>15.1f} "
+              f"{args.new_tokens / t_cache:>15.1f} {t_plain / t_cache:>8.2f}x  {plain == cached}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
