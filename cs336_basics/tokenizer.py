@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -115,15 +114,20 @@ def read_merges_txt(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, so no reader ever sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def temporary_path(path: Path) -> Path:
+    """A fresh hidden name next to ``path`` (same folder, so ``os.replace`` is atomic); creates the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
 NO_MERGE = 2**31 - 1  # rank of a pair that is not a merge (fits int32)
@@ -704,10 +708,9 @@ def tokenize_file(
 
     from tqdm import tqdm
 
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".tmp", dir=output_path.parent)
+    tmp = temporary_path(output_path)
     try:
-        with os.fdopen(fd, "wb") as out, tqdm(
+        with open(tmp, "xb") as out, tqdm(
             total=input_path.stat().st_size, unit="B", unit_scale=True, desc=f"tokenize {input_path.name}", disable=not progress
         ) as bar:
             out.write(npy_header(dtype, 0))  # placeholder, rewritten once the length is known
@@ -734,6 +737,6 @@ def tokenize_file(
             out.write(npy_header(dtype, count))
         os.replace(tmp, output_path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return output_path

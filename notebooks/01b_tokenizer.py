@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -150,15 +149,20 @@ def read_merges_txt(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, so no reader ever sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def temporary_path(path: Path) -> Path:
+    """A fresh hidden name next to ``path`` (same folder, so ``os.replace`` is atomic); creates the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 # %%
 import json
@@ -859,10 +863,9 @@ def tokenize_file(
 
     from tqdm import tqdm
 
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".tmp", dir=output_path.parent)
+    tmp = temporary_path(output_path)
     try:
-        with os.fdopen(fd, "wb") as out, tqdm(
+        with open(tmp, "xb") as out, tqdm(
             total=input_path.stat().st_size, unit="B", unit_scale=True, desc=f"tokenize {input_path.name}", disable=not progress
         ) as bar:
             out.write(npy_header(dtype, 0))  # placeholder, rewritten once the length is known
@@ -889,7 +892,7 @@ def tokenize_file(
             out.write(npy_header(dtype, count))
         os.replace(tmp, output_path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return output_path
 
@@ -903,3 +906,174 @@ for workers in (1, 2):
     ids_file = np.load(out_npy, mmap_mode="r")
     assert ids_file.dtype == np.uint16 and ids_file.tolist() == whole, workers
 print(f"{out_npy.name}: {ids_file.shape[0]:,} ids, dtype {ids_file.dtype}, same as encode; files in {sorted(p.name for p in work.iterdir())}")
+
+# %% [markdown]
+# ## GPT-2, exactly: interop with `tiktoken`
+#
+# tiktoken ships GPT-2's vocabulary as *ranks* (token bytes → id) without the merge list. The merges
+# come back from the ranks: the token of rank r is the merge of the two parts that BPE leaves it
+# in when only ranks below r may merge (`merges_from_ranks`). With those, our encoder must give
+# tiktoken's ids exactly; and `to_tiktoken` hands any of our vocabularies to tiktoken's Rust encoder.
+# (Offline, tiktoken finds its files through `TIKTOKEN_CACHE_DIR`; without them these cells say so.)
+
+# %%
+import time
+
+try:
+    import tiktoken
+
+    gpt2_tiktoken = tiktoken.get_encoding("gpt2")
+except Exception as err:  # no network and no TIKTOKEN_CACHE_DIR
+    gpt2_tiktoken = None
+    print(f"tiktoken's gpt2 files are unavailable ({type(err).__name__}); skipping the GPT-2 cells")
+
+if gpt2_tiktoken is not None:
+    start = time.perf_counter()
+    gpt2 = Tokenizer.from_tiktoken("gpt2")
+    print(f"{gpt2} built from tiktoken's ranks in {time.perf_counter() - start:.1f} s")
+    samples = [
+        "Hello, world! It's 2025: naïve café, 東京, 🙂.",
+        "    def f(x):\n        return x ** 2\n\n\n",
+        "<|endoftext|>The end.<|endoftext|>",
+    ]
+    for sample in samples:
+        ours, theirs = gpt2.encode(sample), gpt2_tiktoken.encode(sample, allowed_special="all")
+        assert ours == theirs and gpt2.decode(ours) == sample
+        print(ours[:12], "..." if len(ours) > 12 else "")
+    print("same ids as tiktoken; round trip exact")
+
+# %% [markdown]
+# The other direction: our small tokenizer as a tiktoken `Encoding` gives the same ids.
+
+# %%
+if gpt2_tiktoken is not None:
+    as_tiktoken = tok_small.to_tiktoken("small")
+    probe = "the cat<|endoftext|>the cat"
+    assert as_tiktoken.encode(probe, allowed_special="all") == tok_small.encode(probe)
+    print(as_tiktoken, as_tiktoken.encode(probe, allowed_special="all"))
+
+# %% [markdown]
+# **Speed.** `benchmarks/bench_encode.py` encodes the first 4 MB of the web stand-in with a freshly
+# built GPT-2 Tokenizer (empty cache) and with tiktoken in the same run; the ids are identical. Where
+# the time goes in our pure-Python encoder: the GPT-2 regex (about half), merging the ~86K distinct
+# pre-tokens (the numpy batch), and looking up 1.1M pre-tokens in the cache. A second pass over
+# the same text only pays the regex and the lookups.
+
+# %%
+if gpt2_tiktoken is not None:
+    bench_text = (text_stream * 4)[: 200_000] if SMOKE else (SHARED / "data" / "web" / "train.txt").read_bytes()[:1_000_000].decode("utf-8", "replace")
+    fresh = Tokenizer.from_tiktoken("gpt2", special_tokens=[])
+    t0 = time.perf_counter(); theirs = gpt2_tiktoken.encode_ordinary(bench_text); t_tiktoken = time.perf_counter() - t0
+    t0 = time.perf_counter(); ours = fresh.encode(bench_text); t_fresh = time.perf_counter() - t0
+    t0 = time.perf_counter(); fresh.encode(bench_text); t_warm = time.perf_counter() - t0
+    assert ours == theirs
+    mb = len(bench_text.encode()) / 1e6
+    for name, seconds in [("tiktoken", t_tiktoken), ("ours, fresh", t_fresh), ("ours, warm cache", t_warm)]:
+        print(f"{name:18s} {mb / seconds:6.2f} MB/s  ({seconds / t_tiktoken:.1f}x tiktoken's time)")
+
+# %% [markdown]
+# ## Tokenizer experiments (handout section 2.7)
+#
+# The tokenizers are notebook 01's: vocab 10,000 trained on the English stand-in and 32,000 on the
+# web stand-in (`runs/bpe/english-10k`, `runs/bpe/web-32k`, made by `cs336 train-bpe`; trained here
+# if missing). In smoke mode two tiny tokenizers trained on made-up text stand in for them.
+
+# %%
+import subprocess
+import sys
+
+from cs336_basics.bpe import train_bpe
+
+if HAVE_SHARED:
+    corpora = {"english": SHARED / "data" / "english", "web": SHARED / "data" / "web"}
+    tokenizer_dirs = {"english": ROOT / "runs" / "bpe" / "english-10k", "web": ROOT / "runs" / "bpe" / "web-32k"}
+    sizes = {"english": 10_000, "web": 32_000}
+    for name, folder in tokenizer_dirs.items():
+        if not (folder / "vocab.json").exists():
+            cmd = [sys.executable, "-m", "cs336_basics.cli", "train-bpe", "--input", str(corpora[name] / "train.txt"),
+                   "--vocab-size", str(sizes[name]), "--special-token", "<|endoftext|>", "--out", str(folder), "--no-progress"]
+            print(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    tokenizers = {name: Tokenizer.load(folder) for name, folder in tokenizer_dirs.items()}
+else:
+    corpora = {}
+    for name, words in {"english": "once upon a time there was a little girl who loved her cat and dog",
+                        "web": "Subject: Re: [spam] click http://example.com/unsubscribe?id=1234 -- Dan <dan@example.org>"}.items():
+        rng = random.Random(name)
+        docs = [" ".join(rng.choice(words.split()) for _ in range(60)) + ".\n" for _ in range(200)]
+        corpora[name] = work / name
+        corpora[name].mkdir(exist_ok=True)
+        for split in ("train", "valid"):
+            (corpora[name] / f"{split}.txt").write_text("<|endoftext|>".join(docs), encoding="utf-8")
+    tokenizers = {}
+    for name, size in {"english": 300, "web": 400}.items():
+        vocab, merges = train_bpe(corpora[name] / "train.txt", size, ["<|endoftext|>"])
+        tokenizers[name] = Tokenizer(vocab, merges, ["<|endoftext|>"])
+tokenizers
+
+# %% [markdown]
+# **(a), (b) Compression.** Ten documents sampled (seed 0) from each corpus's validation file,
+# encoded by each tokenizer (and GPT-2 for reference); the ratio is UTF-8 bytes per token.
+
+# %%
+def sample_documents(path: Path, k: int = 10, seed: int = 0) -> list[str]:
+    docs = [d for d in path.read_text(encoding="utf-8").split("<|endoftext|>") if d.strip()]
+    return random.Random(seed).sample(docs, k)
+
+
+documents = {name: sample_documents(folder / "valid.txt") for name, folder in corpora.items()}
+rows = dict(tokenizers) | ({"GPT-2 (50,257)": gpt2} if gpt2_tiktoken is not None else {})
+print(f"{'tokenizer':18s}" + "".join(f"{'on ' + name:>14s}" for name in documents))
+compression = {}
+for tok_name, tok in rows.items():
+    label = f"{tok_name} ({tok.vocab_size:,})" if tok_name in tokenizers else tok_name
+    ratios = []
+    for corpus, docs in documents.items():
+        nbytes = sum(len(d.encode("utf-8")) for d in docs)
+        ntokens = sum(len(tok.encode(d)) for d in docs)
+        compression[tok_name, corpus] = nbytes / ntokens
+        ratios.append(f"{nbytes / ntokens:14.2f}")
+    print(f"{label:18s}" + "".join(ratios))
+
+# %% [markdown]
+# What a tokenizer does outside its domain: the English tokenizer on a web document cuts addresses,
+# headers and code into many short pieces.
+
+# %%
+web_doc = documents["web"][0][:300]
+pieces = [tokenizers["english"].decode([i]) for i in tokenizers["english"].encode(web_doc)]
+pieces_web = [tokenizers["web"].decode([i]) for i in tokenizers["web"].encode(web_doc)]
+print(len(pieces), "tokens with the English tokenizer:", pieces[:40])
+print(len(pieces_web), "tokens with the web tokenizer:    ", pieces_web[:40])
+
+# %% [markdown]
+# **(c) Throughput**, single process, fresh tokenizer (its cache fills during the pass), then
+# `tokenize_file` over the whole training files with every CPU (the `cs336 tokenize` code path).
+# **(d)** The ids go to `data/<corpus>/{train,valid}.npy` as uint16: both vocabularies are below
+# 65,536, so every id fits in two bytes, half of int32's space and memory bandwidth.
+
+# %%
+english_text = (corpora["english"] / "train.txt").read_bytes()[: 200_000 if SMOKE else 2_000_000].decode("utf-8", "replace")
+fresh_english = Tokenizer.load(tokenizer_dirs["english"]) if HAVE_SHARED else Tokenizer(tokenizers["english"].vocab, tokenizers["english"].merges, ["<|endoftext|>"])
+t0 = time.perf_counter()
+fresh_english.encode(english_text)
+single = len(english_text.encode()) / (time.perf_counter() - t0)
+print(f"encode, 1 process: {single / 1e6:.2f} MB/s -> the Pile (825 GB) in {825e9 / single / 86400:.1f} days")
+
+data_dir = ROOT / "data" if HAVE_SHARED else work / "data"
+throughput = {}
+for name, tok in tokenizers.items():
+    for split in ("train", "valid"):
+        src = corpora[name] / f"{split}.txt"
+        t0 = time.perf_counter()
+        out = tokenize_file(tok, src, data_dir / name / f"{split}.npy", progress=False)
+        seconds = time.perf_counter() - t0
+        ids = np.load(out, mmap_mode="r")
+        assert ids.dtype == np.uint16 and int(ids.max()) < tok.vocab_size
+        throughput[name, split] = src.stat().st_size / seconds
+        print(f"{name:8s} {split:5s} {src.stat().st_size / 1e6:6.1f} MB -> {ids.shape[0]:>10,} tokens {ids.dtype}  "
+              f"{src.stat().st_size / seconds / 1e6:5.2f} MB/s ({os.cpu_count()} CPUs)")
+best = max(throughput.values())
+print(f"at {best / 1e6:.2f} MB/s the Pile (825 GB) takes {825e9 / best / 86400:.1f} days on this machine")
+
+# %% [markdown]
+# Next: notebook 02 builds the Transformer that reads these ids.
