@@ -243,13 +243,31 @@ assert f["total"] == sum(v for k, v in f.items() if k not in ("attention", "ffn"
 f
 
 # %% [markdown]
+# Is that what the real model computes? torch's `FlopCounterMode` intercepts every matmul-like op
+# (`mm`, `bmm`, `baddbmm`, ...) and adds up 2·m·n·k; it ignores elementwise ops, as we do.
+# `tests/test_accounting.py` repeats this for the ablations and per component.
+
+# %%
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cs336_basics.model import TransformerLM
+
+torch.manual_seed(0)
+tiny_lm = TransformerLM(**tiny)
+tiny_ids = torch.randint(0, tiny["vocab_size"], (1, tiny["context_length"]))
+with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    tiny_lm(tiny_ids)
+print(f"FlopCounterMode: {counter.get_total_flops():,}   accountant: {f['total']:,}")
+assert counter.get_total_flops() == f["total"]
+
+# %% [markdown]
 # ## Training FLOPs
 #
 # Backpropagating through `Y = X @ W` needs `dX = dY @ Wᵀ` and `dW = Xᵀ @ dY`: two matmuls of the
 # same size as the forward one. Every matmul in the model has inputs that need gradients (even
 # the first one: its input comes from the trainable embedding), so **a training step's matmul
-# FLOPs are exactly 3× the forward's** (the test checks this with FlopCounterMode on backward
-# too). Elementwise work (norms, softmax, the optimizer) comes on top and is small.
+# FLOPs are exactly 3× the forward's**. Elementwise work (norms, softmax, the optimizer) comes on top and is small.
 
 # %%
 #| export
@@ -289,6 +307,17 @@ def mfu(tokens_per_s: float, config: dict, peak_flops: float, seq_len: int | Non
     if tokens_per_s < 0:
         raise ValueError(f"tokens_per_s={tokens_per_s!r} must be non-negative")
     return tokens_per_s * training_flops_per_token(config, seq_len) / peak_flops
+
+# %% [markdown]
+# The 3× rule, checked on the tiny model's forward and backward:
+
+# %%
+from cs336_basics.accounting import training_flops
+
+with FlopCounterMode(display=False) as counter:
+    tiny_lm(tiny_ids).logsumexp(-1).mean().backward()
+assert counter.get_total_flops() == training_flops(tiny, batch_size=1) == 3 * f["total"]
+counter.get_total_flops()
 
 # %% [markdown]
 # ## Memory: activations, and training with AdamW
@@ -390,10 +419,7 @@ def max_batch_size(config: dict, memory_bytes: float, seq_len: int | None = None
 # small model and compare with the estimate.
 
 # %%
-import torch
-
 from cs336_basics.accounting import activation_memory
-from cs336_basics.model import TransformerLM
 
 saved_cfg = dict(vocab_size=1000, context_length=64 if SMOKE else 128, d_model=128 if SMOKE else 256,
                  num_layers=2 if SMOKE else 4, num_heads=8, d_ff=None)
@@ -780,10 +806,7 @@ for chip, peak in [("A100, float32 (handout: 19.5 TFLOP/s)", 19.5e12),
 # %%
 import time
 
-import torch
-
 from cs336_basics.accounting import mfu
-from cs336_basics.model import TransformerLM
 
 
 def best_time(fn, repeats):
