@@ -166,3 +166,10 @@ def test_missing_key_and_bad_seq_len():
         accounting.activation_counts(BASE, -1)
     with pytest.raises(ValueError, match="peak_flops"):
         accounting.mfu(1.0, BASE, peak_flops=0)
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(accounting, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 10 and result.failed == 0
