@@ -48,7 +48,9 @@ import torch
 TMP = Path(tempfile.mkdtemp(prefix="nb04-"))
 FIG_DIR = TMP if SMOKE else FIGURES
 FIG_DIR.mkdir(parents=True, exist_ok=True)
-torch.manual_seed(0);
+torch.manual_seed(0)
+if SMOKE:
+    torch.set_num_threads(1)  # everything here is tiny; one thread avoids thrashing on a busy machine
 
 # %% [markdown]
 # ## 1 · Cross-entropy
@@ -1451,3 +1453,135 @@ def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device |
     model = TransformerLM(**model_kwargs(config.model), device=dev)
     model.load_state_dict(read_checkpoint(ckpt_path, map_location=dev)["model"])
     return model.eval(), config
+
+
+# %% [markdown]
+# ## 9 · Training live
+#
+# Now the whole loop on a tiny model. In smoke mode (tests) the corpus is a toy language we make
+# here: 256 token ids, each followed by one of 3 fixed successors chosen at random, so the best
+# possible loss is $\ln 3 \approx 1.10$ nats against $\ln 256 \approx 5.55$ for a uniform guess.
+# Outside smoke mode we train the same small model on real English: the **bytes** of the stand-in
+# corpus (`../shared/data/english`) — byte-level tokens need no tokenizer, and the loss in nats per
+# byte converts straight to bits per byte.
+
+# %%
+DATA = ROOT.parent / "shared" / "data" / "english"
+data_dir = TMP / "tokens"
+data_dir.mkdir(exist_ok=True)
+if SMOKE or not (DATA / "train.txt").exists():
+    rng = np.random.default_rng(0)
+    successors = rng.integers(0, 256, size=(256, 3))
+    for name, n in (("train", 50_000), ("valid", 5_000)):
+        ids = np.zeros(n, dtype=np.uint16)
+        for i, c in enumerate(rng.integers(0, 3, size=n)[1:], start=1):
+            ids[i] = successors[ids[i - 1], c]
+        np.save(data_dir / f"{name}.npy", ids)
+    corpus, overrides = "toy 3-successor language", ["schedule.max_steps=60", "run.eval_every=20"]
+else:
+    for name, size in (("train", 4_000_000), ("valid", 400_000)):
+        raw = (DATA / f"{name}.txt").read_bytes()[:size]
+        np.save(data_dir / f"{name}.npy", np.frombuffer(raw, dtype=np.uint8).astype(np.uint16))
+    corpus = "bytes of ../shared/data/english"
+    overrides = ["schedule.max_steps=600", "schedule.warmup_steps=30", "model.context_length=128",
+                 "model.d_model=128", "model.num_layers=3", "model.d_ff=384", "data.batch_size=32",
+                 "run.eval_every=100", "run.eval_batches=8", "run.log_every=10", "run.num_threads=2"]
+print(corpus, {p.name: len(np.load(p, mmap_mode="r")) for p in sorted(data_dir.iterdir())})
+
+# %% [markdown]
+# The `smoke` preset with our data paths; `train` returns the run directory.
+
+# %%
+from cs336_basics.train import train, load_model_from_run
+
+run_cfg = load_config(ROOT / "configs" / "smoke.toml", [
+    f"data.train_tokens={data_dir / 'train.npy'}", f"data.valid_tokens={data_dir / 'valid.npy'}",
+    f"run.out_dir={TMP / 'run'}", "run.progress=false", *overrides,
+])
+t0 = time.perf_counter()
+run_dir = train(run_cfg)
+print(f"{run_cfg.schedule.max_steps} steps in {time.perf_counter() - t0:.1f} s -> {run_dir}")
+print(sorted(p.name for p in run_dir.iterdir()), sorted(p.name for p in (run_dir / "checkpoints").iterdir()))
+
+# %% [markdown]
+# Every line of `metrics.jsonl` is one JSON record; the last one:
+
+# %%
+import json
+
+records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+last = records[-1]
+print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}, indent=1))
+assert last["val/loss"] < records[0]["val/loss"] - 0.5
+if corpus.startswith("bytes"):
+    print(f"validation: {last['val/loss']:.3f} nats/byte = {last['val/loss'] / math.log(2):.3f} bits per byte")
+
+# %% [markdown]
+# Learning curves, against steps and against wall-clock time:
+
+# %%
+def curves(records, ax_step, ax_time, label=""):
+    tr = [r for r in records if "train/loss" in r]
+    va = [r for r in records if "val/loss" in r]
+    for ax, x in ((ax_step, "step"), (ax_time, "wallclock_s")):
+        ax.plot([r[x] for r in tr], [r["train/loss"] for r in tr], lw=1, label=f"{label}train")
+        ax.plot([r[x] for r in va], [r["val/loss"] for r in va], "o-", label=f"{label}valid")
+        ax.set(xlabel=x, ylabel="loss (nats/token)")
+    ax_step.legend()
+
+
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3))
+curves(records, a1, a2)
+fig.suptitle(f"smoke model on the {corpus}")
+fig.tight_layout(); fig.savefig(FIG_DIR / "training_smoke_curves.png", dpi=120)
+
+# %% [markdown]
+# ### Resuming, and using the trained model
+#
+# A run continues from its latest checkpoint with `resume=True` (`cs336 train ... --resume`),
+# here for 20 more steps — the schedule simply extends. `load_model_from_run` gives the model back
+# in eval mode for decoding (notebook 05).
+
+# %%
+more = load_config(run_dir / "config.toml", [f"schedule.max_steps={run_cfg.schedule.max_steps + 20}"])
+train(more, resume=True)
+records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+print("steps logged:", [r["step"] for r in records][-4:])
+model, cfg = load_model_from_run(run_dir)
+x = torch.from_numpy(np.load(data_dir / "valid.npy")[:cfg.model.context_length + 1].astype(np.int64))[None]
+with torch.no_grad():
+    print(f"{type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters), "
+          f"loss on the first validation window: {cross_entropy(model(x[:, :-1]), x[:, 1:]).item():.3f}")
+
+# %% [markdown]
+# ### From the command line, and at GPU scale
+#
+# The same loop is `cs336 train`. The cells below launch the GPU-scale presets as subprocesses
+# (they need a GPU and the tokenised datasets, so the test suite skips them):
+#
+# * `tinystories` — the handout's model: vocab 10,000, context 256, d_model 512, d_ff 1344,
+#   4 layers, 16 heads, 327,680,000 tokens (128 × 10,000 × 256), bf16 autocast + TF32 + `torch.compile`.
+# * `owt` — vocab 32,000, a 12-layer d_model 768 model, 655M tokens.
+#
+# With several GPUs, the same command runs under `torchrun --nproc_per_node=N -m cs336_basics.cli train ...`
+# (DistributedDataParallel; `data.batch_size` stays the global batch).
+
+# %%
+# NBVAL_SKIP
+import subprocess, sys
+subprocess.run([sys.executable, "-m", "cs336_basics.cli", "train", "--config", str(ROOT / "configs" / "tinystories.toml"),
+                "--set", f"run.out_dir={ROOT / 'runs' / 'tinystories'}"], cwd=ROOT, check=True)
+
+# %%
+# NBVAL_SKIP
+subprocess.run([sys.executable, "-m", "cs336_basics.cli", "train", "--config", str(ROOT / "configs" / "owt.toml"),
+                "--set", f"run.out_dir={ROOT / 'runs' / 'owt'}"], cwd=ROOT, check=True)
+
+# %%
+# NBVAL_SKIP
+from cs336_basics.plotting import plot_learning_curves
+for name in ("tinystories", "owt"):
+    plot_learning_curves([ROOT / "runs" / name], FIGURES / f"{name}_curves.png", title=name)
+
+# %% [markdown]
+# Next: notebook 05 samples text from a trained run (temperature, top-p, the KV cache).
