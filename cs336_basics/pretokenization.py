@@ -76,11 +76,15 @@ def find_chunk_boundaries(file: BinaryIO, desired_num_chunks: int, split_special
     """
     if not isinstance(split_special_token, bytes) or not split_special_token:
         raise ValueError("split_special_token must be a non-empty bytes string, e.g. b'<|endoftext|>'")
-    return _boundaries(file, max(1, desired_num_chunks), [split_special_token], newline_fallback=False)
+    return _boundaries(file, max(1, desired_num_chunks), [split_special_token], whitespace_fallback=False)
 
 
-def _next_safe_cut(file: BinaryIO, start: int, file_size: int, specials: list[bytes], newline_fallback: bool) -> int:
-    """The first offset >= start where a special token begins (or, if allowed, a safe newline cut)."""
+# a space/tab/newline right after a printable ASCII character: a pre-token boundary for GPT2_PAT
+_SAFE_CUT = regex.compile(rb"[\x21-\x7e][ \t\r\n]")
+
+
+def _next_safe_cut(file: BinaryIO, start: int, file_size: int, specials: list[bytes], whitespace_fallback: bool) -> int:
+    """The first offset >= start where a special token begins (or, if allowed, a safe whitespace cut)."""
     window = 1 << 16
     overlap = max((len(s) for s in specials), default=1)
     pos = start
@@ -90,27 +94,24 @@ def _next_safe_cut(file: BinaryIO, start: int, file_size: int, specials: list[by
         found = [i for i in (buf.find(s) for s in specials) if i != -1]
         if found:
             return pos + min(found)
-        if newline_fallback:
-            # a newline right after a printable ASCII character is a pre-token boundary
-            i = buf.find(b"\n", 1)
-            while i != -1:
-                if 0x21 <= buf[i - 1] <= 0x7E:
-                    return pos + i
-                i = buf.find(b"\n", i + 1)
+        if whitespace_fallback:
+            match = _SAFE_CUT.search(buf)
+            if match:
+                return pos + match.start() + 1
         if len(buf) <= overlap:
             break
         pos += window
     return file_size
 
 
-def _boundaries(file: BinaryIO, num_chunks: int, specials: list[bytes], newline_fallback: bool) -> list[int]:
+def _boundaries(file: BinaryIO, num_chunks: int, specials: list[bytes], whitespace_fallback: bool) -> list[int]:
     file.seek(0, os.SEEK_END)
     file_size = file.tell()
     step = file_size // num_chunks
     cuts = [0]
     for k in range(1, num_chunks):
         guess = max(k * step, cuts[-1])
-        cuts.append(_next_safe_cut(file, guess, file_size, specials, newline_fallback))
+        cuts.append(_next_safe_cut(file, guess, file_size, specials, whitespace_fallback))
     cuts.append(file_size)
     return sorted(set(cuts))
 
@@ -118,16 +119,16 @@ def _boundaries(file: BinaryIO, num_chunks: int, specials: list[bytes], newline_
 def chunk_spans(path: str | os.PathLike, special_tokens: Sequence[str], chunk_bytes: int = 1 << 22) -> list[tuple[int, int]]:
     """``(start, end)`` byte ranges of about ``chunk_bytes`` each that can be pre-tokenized independently.
 
-    Ranges start where a special token starts; in a stretch without one they start after a newline
-    that follows a printable ASCII character (exact for GPT-2's pattern). The newline cut is only
-    used when no special token contains a newline.
+    Ranges start where a special token starts; in a stretch without one, at a space, tab or newline
+    that follows a printable ASCII character (exact for GPT-2's pattern). That whitespace cut is
+    only used when no special token contains whitespace (it could land inside one).
     """
     specials = [s.encode("utf-8") for s in special_tokens if s]
-    newline_ok = not any(b"\n" in s for s in specials)
+    whitespace_ok = not any(regex.search(rb"[ \t\r\n]", s) for s in specials)
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
-        cuts = _boundaries(f, max(1, -(-size // chunk_bytes)), specials, newline_fallback=newline_ok)
+        cuts = _boundaries(f, max(1, -(-size // chunk_bytes)), specials, whitespace_fallback=whitespace_ok)
     return list(zip(cuts[:-1], cuts[1:]))
 
 

@@ -136,6 +136,15 @@ def test_chunked_parallel_counts_equal_one_pass(tmp_path, specials):
     assert count_pretokens_in_file(path, specials, num_workers=2, chunk_bytes=97) == whole
 
 
+def test_one_long_line_without_special_tokens_is_still_chunked(tmp_path):
+    rng = random.Random(3)
+    text = " ".join(rng.choice(["cat", "dog's", "42", "!!", "é", "  ", "\t"]) for _ in range(3000))
+    path = tmp_path / "line.txt"
+    path.write_text(text, encoding="utf-8")
+    assert len(chunk_spans(path, [], chunk_bytes=200)) > 20
+    assert count_pretokens_in_file(path, [], num_workers=1, chunk_bytes=200) == count_pretokens(text)
+
+
 def test_parallel_training_equals_serial(tmp_path):
     path = tmp_path / "p.txt"
     path.write_bytes(CORPORA["unicode"] * 20 + CORPORA["special_tokens"] * 20)
