@@ -371,12 +371,10 @@ def bpe_merge_words(
         return [""] * len(lengths) if as_str else [[] for _ in range(len(lengths))]
     flat = np.concatenate(done_tokens).astype(np.uint32)
     flat = flat.tobytes().decode("utf-32-le", "surrogatepass") if as_str else flat.tolist()
-    result: list = [None] * len(lengths)
-    start = 0
-    for word, count in zip(np.concatenate(done_words).tolist(), np.concatenate(done_counts).tolist()):
-        result[word] = flat[start : start + count]
-        start += count
-    return result
+    ends = np.cumsum(np.concatenate(done_counts))
+    pieces = list(map(flat.__getitem__, map(slice, (ends - np.concatenate(done_counts)).tolist(), ends.tolist())))
+    order = np.argsort(np.concatenate(done_words))  # back to input order
+    return [pieces[i] for i in order.tolist()]
 
 # %%
 import numpy as np
@@ -527,8 +525,8 @@ class Tokenizer:
             return ids_from_str(cache[pieces[0]]) if pieces else []
         return ids_from_str("".join(itemgetter(*pieces)(cache)))  # one C loop over the lookups
 
-    def _merge_pretokens(self, pieces: list[str]) -> dict[str, str]:
-        """Run the merges on pre-tokens that are not cached yet: ``{piece: ids as chr(id) string}``."""
+    def _merge_pretokens(self, pieces: list[str]) -> Iterable[tuple[str, str]]:
+        """Run the merges on pre-tokens that are not cached yet: ``(piece, ids as chr(id) string)`` pairs."""
         data, lengths = _utf8_pieces(pieces)
         ids = self.byte_ids[data]
         if ids.size and ids.min() < 0:
@@ -557,7 +555,7 @@ class Tokenizer:
         first = np.append(first, np.int32(NO_MERGE))
         first[np.cumsum(lengths) - 1] = NO_MERGE  # no pair across the end of a word
         merged = bpe_merge_words(ids, lengths, self._table, self._merged_array, as_str=True, first_ranks=first)
-        return dict(zip(pieces, merged))
+        return zip(pieces, merged)
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of the concatenated strings of ``iterable`` (e.g. an open text file).
