@@ -181,7 +181,7 @@ def train_bpe(
     if not isinstance(vocab_size, int) or vocab_size < minimum:
         raise ValueError(
             f"vocab_size={vocab_size!r} is too small: it must be at least 256 bytes + "
-            f"{len(special_tokens)} special token(s) = {minimum}; raise --vocab-size"
+            f"{len(special_tokens)} special token(s) = {minimum}; raise vocab_size (--vocab-size)"
         )
     path = os.fspath(input_path)
     if not os.path.isfile(path):

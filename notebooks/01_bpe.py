@@ -628,6 +628,16 @@ def _apply_merge(pair: str, new: str, words, counts, pair_counts, pair_words) ->
     return created
 
 # %% [markdown]
+# The heap key orders pairs backwards: the first in key order is the greatest pair, the one the
+# handout's tie-break picks (its example: `("BA", "A")` beats `("B", "ZZ")`).
+
+# %%
+pairs = [(b"A", b"B"), (b"A", b"C"), (b"B", b"ZZ"), (b"BA", b"A"), (b"B", b"Z")]
+by_key = sorted(pairs, key=lambda p: _inverted(p[0]) + _inverted(p[1]))
+assert by_key == sorted(pairs, reverse=True)
+by_key
+
+# %% [markdown]
 # The fast trainer must learn exactly what the slow one learns: on the handout's example, and on a
 # random corpus full of ties and repeated letters (`aaaa` is where overlapping pairs bite).
 
@@ -684,7 +694,7 @@ def train_bpe(
     if not isinstance(vocab_size, int) or vocab_size < minimum:
         raise ValueError(
             f"vocab_size={vocab_size!r} is too small: it must be at least 256 bytes + "
-            f"{len(special_tokens)} special token(s) = {minimum}; raise --vocab-size"
+            f"{len(special_tokens)} special token(s) = {minimum}; raise vocab_size (--vocab-size)"
         )
     path = os.fspath(input_path)
     if not os.path.isfile(path):
