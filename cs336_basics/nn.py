@@ -81,8 +81,8 @@ class RMSNorm(nn.Module):
 
     Computes in float32 and returns the input dtype. (..., d_model) -> (..., d_model).
 
-    >>> RMSNorm(4)(torch.tensor([[3.0, -3.0, 3.0, -3.0]]))   # rms is 3
-    tensor([[ 1.0000, -1.0000,  1.0000, -1.0000]], grad_fn=<MulBackward0>)
+    >>> RMSNorm(4)(torch.tensor([[3.0, -3.0, 3.0, -3.0]])).tolist()   # rms is 3
+    [[1.0, -1.0, 1.0, -1.0]]
     """
 
     def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
@@ -91,18 +91,66 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        in_dtype = x.dtype
-        x = x.float()
-        inv_rms = torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + self.eps)
-        return (x * inv_rms * self.weight).to(in_dtype)
+        return _RMSNormFunction.apply(x, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}"
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+class _RMSNormFunction(torch.autograd.Function):
+    """y = a * r * w with r = 1/sqrt(mean(a^2) + eps), in float32, with a hand-written backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        x32 = _at_least_float32(x)
+        mean_square = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square_().div_(x.shape[-1])
+        inv_rms = mean_square.add_(eps).rsqrt_()
+        y = (x32 * inv_rms).mul_(weight)
+        ctx.save_for_backward(x, weight, inv_rms)
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, inv_rms = ctx.saved_tensors
+        x_hat = _at_least_float32(x) * inv_rms
+        grad = _at_least_float32(grad)
+        grad_weight = (grad * x_hat).reshape(-1, x.shape[-1]).sum(0)
+        grad_x_hat = grad * weight
+        x_hat.mul_((grad_x_hat * x_hat).mean(dim=-1, keepdim=True))
+        grad_x = grad_x_hat.sub_(x_hat).mul_(inv_rms)
+        return grad_x.to(x.dtype), grad_weight.to(weight.dtype), None
+
+
 def silu(x: torch.Tensor) -> torch.Tensor:
     """SiLU (swish): x * sigmoid(x), elementwise. silu(0) = 0, silu(x) -> x for large x."""
     return x * torch.sigmoid(x)
+
+
+class _SiLUGate(torch.autograd.Function):
+    """silu(a) * b with a hand-written backward (saves a, b and sigmoid(a))."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(a)
+        ctx.save_for_backward(a, b, s)
+        return (a * s).mul_(b)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, b, s = ctx.saved_tensors
+        silu_a = a * s
+        grad_b = grad * silu_a
+        d_silu = torch.rsub(s, 1).mul_(silu_a).add_(s)  # s + a s (1 - s)
+        return (grad * b).mul_(d_silu), grad_b
+
+
+def silu_gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The SwiGLU gate silu(a) * b, elementwise (a, b of the same shape)."""
+    return _SiLUGate.apply(a, b)
 
 
 def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
@@ -127,7 +175,7 @@ class SwiGLU(nn.Module):
         self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(silu(self.w1(x)) * self.w3(x))
+        return self.w2(silu_gate(self.w1(x), self.w3(x)))
 
 
 class SiLUFeedForward(nn.Module):
@@ -180,11 +228,24 @@ class RotaryPositionalEmbedding(nn.Module):
 
     @staticmethod
     def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Rotate the pairs of x (..., seq, d) by angles given as cos, sin (..., seq, d/2)."""
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # keep bf16 activations in bf16
-        x_even, x_odd = x.unflatten(-1, (-1, 2)).unbind(-1)
-        rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
-        return rotated.flatten(-2)
+        """Rotate the pairs of x (..., seq, d) by angles given as cos, sin (..., seq, d/2).
+
+        The pair (a, b) is the complex number a + ib; turning it by angle t is multiplying by
+        cos t + i sin t. One complex multiply is one kernel (forward and backward), where the
+        real-arithmetic form (a cos - b sin, a sin + b cos) costs six elementwise ops and a stack
+        in eager mode; under torch.compile we use that real form, which the compiler fuses.
+        """
+        work = torch.float64 if x.dtype == torch.float64 else torch.float32  # no complex bfloat16
+        if torch.compiler.is_compiling():  # the compiler fuses real arithmetic, not complex, into one kernel
+            x_even, x_odd = x.to(work).unflatten(-1, (-1, 2)).unbind(-1)
+            cos, sin = cos.to(work), sin.to(work)
+            turned = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
+            return turned.flatten(-2).to(x.dtype)
+        pairs = x.to(work).unflatten(-1, (-1, 2))
+        if pairs.stride(-1) != 1 or pairs.storage_offset() % 2 or any(st % 2 for st in pairs.stride()[:-1]):
+            pairs = pairs.contiguous()  # view_as_complex needs each (a, b) pair adjacent and aligned
+        turned = torch.view_as_complex(pairs) * torch.complex(cos.to(work), sin.to(work))
+        return torch.view_as_real(turned).flatten(-2).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"theta={self.theta}, d_k={self.d_k}, max_seq_len={self.max_seq_len}"
@@ -194,12 +255,17 @@ class _Softmax(torch.autograd.Function):
     """Softmax with a hand-written backward: saves only the output p; grad = p * (g - sum(g * p))."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, dim: int, overwrite: bool) -> torch.Tensor:
         row_max = x.amax(dim=dim, keepdim=True)
-        row_max = row_max.masked_fill(row_max == -math.inf, 0.0)  # all -inf row: exp gives zeros, not NaN
-        p = (x - row_max).exp_()
+        row_max.masked_fill_(row_max == -math.inf, 0.0)  # all -inf row: exp gives zeros, not NaN
+        if overwrite:  # x is a scratch tensor nobody else reads (attention scores): reuse its memory
+            ctx.mark_dirty(x)
+            p = x.sub_(row_max)
+        else:
+            p = x - row_max
+        p.exp_()
         total = p.sum(dim=dim, keepdim=True)
-        p.div_(total.masked_fill_(total == 0, 1.0))
+        p.mul_(total.masked_fill_(total == 0, 1.0).reciprocal_())
         ctx.save_for_backward(p)
         ctx.dim = dim
         return p
@@ -208,16 +274,18 @@ class _Softmax(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
         gp = grad * p
-        return gp.sub_(p * gp.sum(dim=ctx.dim, keepdim=True)), None
+        return gp.addcmul_(p, gp.sum(dim=ctx.dim, keepdim=True), value=-1), None, None
 
 
-def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+def softmax(x: torch.Tensor, dim: int = -1, *, overwrite: bool = False) -> torch.Tensor:
     """Numerically stable softmax along ``dim``; a row of all -inf gives zeros (not NaN).
+
+    ``overwrite=True`` writes the result into ``x`` (saves memory when x is a scratch tensor).
 
     >>> softmax(torch.tensor([1000.0, 1000.0]), dim=0)
     tensor([0.5000, 0.5000])
     """
-    return _Softmax.apply(x, dim)
+    return _Softmax.apply(x, dim, overwrite)
 
 
 def scaled_dot_product_attention(
@@ -228,17 +296,26 @@ def scaled_dot_product_attention(
     Q (..., queries, d_k), K (..., keys, d_k), V (..., keys, d_v), mask broadcastable to
     (..., queries, keys) -> (..., queries, d_v). A query whose mask row is all False gets zeros.
     """
-    d_k = Q.shape[-1]
-    scores = (Q * (1.0 / math.sqrt(d_k))) @ K.transpose(-2, -1)
-    if mask is not None:
+    n, d_k, m, d_v = Q.shape[-2], Q.shape[-1], K.shape[-2], V.shape[-1]
+    lead = torch.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2], () if mask is None else mask.shape[:-2])
+    # fold the leading dims into one batch dim: the 3-D batched matmuls below take no other shape
+    q, k, v = (t.expand(*lead, *t.shape[-2:]).reshape(-1, *t.shape[-2:]) for t in (Q, K, V))
+    scale = 1.0 / math.sqrt(d_k)
+    if mask is None:
+        scores = torch.bmm(q * scale, k.transpose(1, 2))
+    else:
         if mask.dtype != torch.bool:
             raise ValueError(f"mask must be a boolean tensor (True = attend), got dtype {mask.dtype}")
-        blocked = ~mask
-        if torch.broadcast_shapes(scores.shape, blocked.shape) == scores.shape:
-            scores.masked_fill_(blocked, -math.inf)  # in place: matmul's backward does not need scores
-        else:
-            scores = scores.masked_fill(blocked, -math.inf)
-    return softmax(scores, dim=-1) @ V
+        # blocked keys get -inf added; baddbmm does "bias + scale * q k^T" inside the matmul
+        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, -math.inf)
+        if mask.dim() > 2:
+            bias = bias.expand(*lead, n, m).reshape(-1, n, m)
+        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)
+    probs = softmax(scores, dim=-1, overwrite=True)  # scores is ours alone: no second (n, m) tensor
+    return torch.bmm(probs, v).view(*lead, n, d_v)
+
+
+QUERY_BLOCK = 64  # queries per causal-attention block (see causal_attention)
 
 
 class CausalMultiHeadSelfAttention(nn.Module):
@@ -269,6 +346,7 @@ class CausalMultiHeadSelfAttention(nn.Module):
         if positional not in ("rope", "none"):
             raise ValueError(f"positional must be 'rope' or 'none', got {positional!r}")
         self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
+        self.query_block = QUERY_BLOCK  # None: one dense (seq, seq) score matrix
         self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
@@ -311,10 +389,26 @@ class CausalMultiHeadSelfAttention(nn.Module):
                 q, k = self.rope(q, positions), self.rope(k, positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)
-        # query i (absolute position start + i) may see keys 0 .. start + i
-        mask = torch.ones(seq, start + seq, dtype=torch.bool, device=x.device).tril_(diagonal=start)
-        out = scaled_dot_product_attention(q, k, v, mask)  # (..., heads, seq, d_k)
+        out = self.causal_attention(q, k, v, start)  # (..., heads, seq, d_k)
         return self.output_proj(out.transpose(-3, -2).reshape(*lead, seq, self.d_model))
+
+    def causal_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Queries at positions start.. attend to keys 0 .. their own position, block by block.
+
+        q (..., seq, d_k); k, v (..., start + seq, d_k). Query block [i0, i1) needs only keys
+        [0, start + i1): the keys after that are masked for every query in the block, so we skip
+        them instead of computing scores that the mask throws away.
+        """
+        seq = q.shape[-2]
+        block = self.query_block or seq
+        outs = []
+        for i0 in range(0, seq, block):
+            i1 = min(i0 + block, seq)
+            # query i (absolute position start + i) may see keys 0 .. start + i
+            mask = torch.ones(i1 - i0, start + i1, dtype=torch.bool, device=q.device).tril_(diagonal=start + i0)
+            keys, values = k[..., : start + i1, :], v[..., : start + i1, :]
+            outs.append(scaled_dot_product_attention(q[..., i0:i1, :], keys, values, mask))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 
 NORMS, POSITIONALS, FFNS = ("pre", "post", "none"), ("rope", "none"), ("swiglu", "silu")

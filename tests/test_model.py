@@ -23,8 +23,15 @@ from cs336_basics.nn import (
     default_d_ff,
     scaled_dot_product_attention,
     silu,
+    silu_gate,
     softmax,
 )
+from cs336_basics.nn import _RMSNormFunction
+
+
+def _rms(x, w):
+    return _RMSNormFunction.apply(x, w, 1e-5)
+
 from tests import adapters
 
 
@@ -37,13 +44,16 @@ def _seed():
 
 
 def rope_oracle(x, positions, theta):
-    """Rotate adjacent pairs by treating (x[2k], x[2k+1]) as the complex number x[2k] + i x[2k+1]."""
+    """Rotate each adjacent pair (x[2k], x[2k+1]) by angle position * theta^(-2k/d), in real arithmetic."""
     d = x.shape[-1]
     freqs = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
     angles = positions[..., None].double() * freqs
-    rot = torch.polar(torch.ones_like(angles), angles)
-    xc = torch.view_as_complex(x.double().reshape(*x.shape[:-1], d // 2, 2).contiguous())
-    return torch.view_as_real(xc * rot).flatten(-2).to(x.dtype)
+    cos, sin = angles.cos(), angles.sin()
+    even, odd = x.double()[..., 0::2], x.double()[..., 1::2]
+    out = torch.empty(torch.broadcast_shapes(x.shape, (*angles.shape[:-1], d)), dtype=torch.float64)
+    out[..., 0::2] = even * cos - odd * sin
+    out[..., 1::2] = even * sin + odd * cos
+    return out.to(x.dtype)
 
 
 def mha_oracle(x, w, num_heads, positions=None, theta=10000.0, prefix="attn."):
@@ -206,6 +216,8 @@ def test_softmax_matches_torch_values_and_gradients(dim):
     (ours,) = torch.autograd.grad(softmax(x, dim), x, g)
     (ref,) = torch.autograd.grad(torch.softmax(x, dim), x, g)
     torch.testing.assert_close(ours, ref)
+    xd = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: softmax(t, dim), (xd,))
 
 
 def test_softmax_is_stable_and_safe():
@@ -289,6 +301,51 @@ def test_transformer_block_matches_oracle(kw):
     torch.testing.assert_close(block(x), block_oracle(x, w, 4, **kw))
     if not kw:
         torch.testing.assert_close(adapters.run_transformer_block(32, 4, 64, 16, 10000.0, w, x), block_oracle(x, w, 4))
+
+
+@pytest.mark.parametrize("block", [1, 5, 7, None])
+def test_causal_query_blocks_match_oracle(block):
+    """Attention skips the keys after each query block; any block size gives the dense result."""
+    model = tiny_lm()
+    for layer in model.layers:
+        layer.attn.query_block = block
+    ids = torch.randint(0, 64, (2, 23))
+    w = {k: v.data for k, v in model.state_dict().items()}
+    x = torch.randn(2, 23, 32, requires_grad=True)
+    attn = model.layers[0].attn
+    out = attn(x)
+    torch.testing.assert_close(out, mha_oracle(x, {k.removeprefix("layers.0."): v for k, v in w.items()}, 4, torch.arange(23)))
+    g = torch.randn_like(out)
+    dense = CausalMultiHeadSelfAttention(32, 4, 24)
+    dense.load_state_dict(attn.state_dict())
+    dense.query_block = None
+    torch.testing.assert_close(torch.autograd.grad(out, x, g), torch.autograd.grad(dense(x), x, g))
+    with torch.no_grad():
+        full = model(ids)
+        torch.testing.assert_close(full, lm_oracle(w, ids, 2, 4))
+        cache = model.new_kv_cache()
+        chunks = [model(ids[:, :9], kv_cache=cache), model(ids[:, 9:20], kv_cache=cache), model(ids[:, 20:], kv_cache=cache)]
+        torch.testing.assert_close(torch.cat(chunks, 1), full)
+
+
+def test_rmsnorm_and_gate_gradients_match_autograd_of_functional():
+    norm = randomize_norms(RMSNorm(16))
+    x = (torch.randn(3, 5, 16) * 4).requires_grad_()
+    g = torch.randn(3, 5, 16)
+    ours = torch.autograd.grad(norm(x), (x, norm.weight), g)
+    ref = torch.autograd.grad(F.rms_norm(x, (16,), norm.weight, eps=1e-5), (x, norm.weight), g)
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+    xb = x.detach().bfloat16().requires_grad_()
+    (gb,) = torch.autograd.grad(norm(xb), xb, g.bfloat16())
+    assert gb.dtype == torch.bfloat16
+    a, b = torch.randn(4, 7, requires_grad=True), torch.randn(4, 7, requires_grad=True)
+    g = torch.randn(4, 7)
+    ours = torch.autograd.grad(silu_gate(a, b), (a, b), g)
+    torch.testing.assert_close(ours, torch.autograd.grad(F.silu(a) * b, (a, b), g))
+    assert torch.autograd.gradcheck(silu_gate, (a.double().detach().requires_grad_(), b.double().detach().requires_grad_()))
+    xd = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
+    wd = torch.rand(6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: _rms(x, w), (xd, wd))
 
 
 def test_ablation_state_dicts():
