@@ -286,9 +286,9 @@ class PairTable:
         where, slot = np.arange(keys.size), self._slot(keys)
         while where.size:
             found = self.keys[slot]
-            hit = found == keys
+            hit = np.flatnonzero(found == keys)
             result[where[hit]] = self.ranks[slot[hit]]
-            more = ~hit & (found != _EMPTY)
+            more = np.flatnonzero((found != keys) & (found != _EMPTY))
             where, slot, keys = where[more], (slot[more] + 1) & self.mask, keys[more]
         return result
 
@@ -335,14 +335,16 @@ def bpe_merge_words(
         finished = best == NO_MERGE
         n_finished = np.count_nonzero(finished)
         if n_finished == finished.size or (n_finished and 8 * counts[finished].sum() > tokens.size):
-            # words with nothing left to merge leave the arrays, a batch at a time (each removal is a pass)
+            # words with nothing left to merge leave the arrays, a batch at a time (each removal is a pass;
+            # gathering with flatnonzero's indices is several times faster than boolean-mask indexing)
             out = np.repeat(finished, counts)
-            done_tokens.append(tokens[out])
-            done_words.append(active[finished])
-            done_counts.append(counts[finished])
-            keep = ~out
+            done_tokens.append(tokens[np.flatnonzero(out)])
+            gone, stay = np.flatnonzero(finished), np.flatnonzero(~finished)
+            done_words.append(active[gone])
+            done_counts.append(counts[gone])
+            keep = np.flatnonzero(~out)
             tokens, rank, last = tokens[keep], rank[keep], last[keep]
-            active, counts, best = active[~finished], counts[~finished], best[~finished]
+            active, counts, best = active[stay], counts[stay], best[stay]
             if not tokens.size:
                 break
             starts = np.cumsum(counts) - counts
@@ -358,12 +360,13 @@ def bpe_merge_words(
         last[at] = last[at + 1]
         keep = np.ones(tokens.size, dtype=bool)
         keep[at + 1] = False
+        keep = np.flatnonzero(keep)
         tokens, rank, last = tokens[keep], rank[keep], last[keep]
         counts = counts - np.bincount(np.searchsorted(starts, at, side="right") - 1, minlength=counts.size)
         new = at - np.arange(at.size)  # where the merged tokens are now
-        right = new[~last[new]]
-        left = new[new > 0]
-        left = left[~last[left - 1]] - 1
+        right = new[np.flatnonzero(~last[new])]
+        left = new[np.flatnonzero(new > 0)]
+        left = left[np.flatnonzero(~last[left - 1])] - 1
         rank[new] = NO_MERGE
         changed = np.concatenate((left, right))
         rank[changed] = ranks_at(changed)
