@@ -405,8 +405,16 @@ def test_to_tiktoken(gpt2):
     again = tok.to_tiktoken("gpt2-again")
     text = GPT2_SAMPLES[0] + GPT2_SAMPLES[5]
     assert again.encode_ordinary(text) == encoding.encode_ordinary(text)
+
+
+def test_to_tiktoken_small_vocabulary():
+    pytest.importorskip("tiktoken")
     mine = small([EOT]).to_tiktoken()
     assert mine.encode(CORPUS + EOT, allowed_special="all") == small([EOT]).encode(CORPUS + EOT)
+    shuffled = dict(SMALL_VOCAB)
+    shuffled[256], shuffled[300] = shuffled[300], shuffled[256]  # ids no longer follow merge order
+    with pytest.raises(ValueError, match="tiktoken ranks tokens by id"):
+        Tokenizer(shuffled, SMALL_MERGES).to_tiktoken()
 
 
 def test_from_tiktoken_unknown_name():
