@@ -3,9 +3,10 @@
     uv run python benchmarks/bench_matmul_peak.py              # float32 + bfloat16 peak, then model MFU
     uv run python benchmarks/bench_matmul_peak.py --quick      # fewer sizes and repeats
 
-Peak: square matmuls ``(n, n) @ (n, n)`` (2·n³ FLOPs) at several sizes, best of several repeats,
-in this single process using all of torch's intra-op threads. The peak is the best GFLOP/s over
-the sizes: on a machine shared with other work the best repeat is the least disturbed one.
+Peak: square matmuls ``(n, n) @ (n, n)`` (2·n³ FLOPs) at several sizes, best of as many repeats
+as fit in a time budget, in this single process using all of torch's intra-op threads. The peak
+is the best GFLOP/s over the sizes: on a machine shared with other work the best repeat is the
+least disturbed one, and only short matmuls have a chance to run entirely undisturbed.
 
 MFU: training steps (forward, cross-entropy, backward, AdamW) of ``TransformerLM`` at the given
 shape in float32. Model FLOPs come from ``cs336_basics.accounting`` (matmuls only, 3 × forward,
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="square matmul sizes n (default: %(default)s)")
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES),
                         help="dtypes to measure (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=10, help="max timed repeats per size (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=500,
+                        help="max timed repeats per size; small sizes repeat until --budget is spent, for more "
+                             "chances to catch the shared cores undisturbed (default: %(default)s)")
     parser.add_argument("--budget", type=float, default=4.0,
                         help="seconds per size before stopping repeats (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu_count={os.cpu_count()}, "
-          f"best of up to {args.repeats} repeats ({args.budget:.0f} s budget per size)")
+          f"best of up to {args.repeats} repeats within {args.budget:.0f} s per size")
     print()
     print(f"{'dtype':9s} {'n':>6s} {'runs':>5s} {'best ms':>10s} {'GFLOP/s best':>13s} {'GFLOP/s median':>15s}")
     peaks = {}
