@@ -256,6 +256,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    created_group: bool = False  # we started the process group, so we end it
 
     @property
     def enabled(self) -> bool:
@@ -298,12 +299,14 @@ def setup_distributed(device_name: str) -> Dist:
     import torch.distributed as dist
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    created = False
     if not dist.is_initialized():
+        created = True
         use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
         if use_cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return Dist(rank, world, local_rank)
+    return Dist(rank, world, local_rank, created)
 
 
 def any_rank(flag: bool, d: Dist) -> bool:
@@ -440,6 +443,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     finally:
         torch.set_num_threads(threads_before)
         torch.use_deterministic_algorithms(deterministic_before)
+        if d.created_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Path:
@@ -597,7 +604,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 # under DDP every rank must stop at the same step: agree at boundaries (no per-step sync)
                 stop_now = any_rank(stop.requested, d) if (d.enabled and boundary) else (stop.requested and not d.enabled)
                 if boundary or stop_now:
-                    losses = torch.stack(window).float().cpu()
+                    # averaged over ranks first, so a NaN on any rank stops every rank at the same step
+                    losses = all_reduce_mean(torch.stack(window).float(), d).cpu()
                     bad = (~torch.isfinite(losses)).nonzero()
                     if len(bad):
                         first = window_start + int(bad[0]) + 1
@@ -610,7 +618,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                         )
                     elapsed = time.perf_counter() - window_t0
                     tok_s = (it - window_start) * tokens_per_step / max(elapsed, 1e-9)
-                    train_loss = all_reduce_mean(losses.mean().to(device), d).item()
+                    train_loss = losses.mean().item()
                     record = {"step": it, "tokens": it * tokens_per_step, "train/loss": train_loss, "lr": lr,
                               "grad_norm": torch.stack(norms).mean().item(), "tok_per_s": tok_s,
                               "mfu": tok_s * fpt / peak, "wallclock_s": wall()}
