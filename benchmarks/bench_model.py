@@ -101,13 +101,13 @@ def make_step(model, optimizer, loss_fn, compiled: bool):
     return step
 
 
-def bench_shape(name: str, args) -> list[tuple]:
+def bench_shape(name: str, args):
+    """Yield one table row per variant, mode by mode."""
     vocab, ctx, d, layers, heads, d_ff, batch = SHAPES[name]
     torch.manual_seed(0)
     x = torch.randint(0, vocab, (batch, ctx))
     y = torch.randint(0, vocab, (batch, ctx))
     modes = [False, True] if args.compile else [False]
-    rows = []
     for compiled in modes:
         ours = TransformerLM(vocab, ctx, d, layers, heads, d_ff)
         ours_t = TransformerLM(vocab, ctx, d, layers, heads, d_ff)
@@ -142,10 +142,9 @@ def bench_shape(name: str, args) -> list[tuple]:
         ref_cpu = statistics.median(cpu[REF])
         for k in variants:
             w, c = statistics.median(wall[k]), statistics.median(cpu[k])
-            rows.append((name, "compile" if compiled else "eager", k, w * 1e3, c * 1e3,
-                         batch * ctx / w, ref_wall / w, ref_cpu / c))
+            yield (name, "compile" if compiled else "eager", k, w * 1e3, c * 1e3,
+                   batch * ctx / w, ref_wall / w, ref_cpu / c)
         print(f"  [{name}, {'compile' if compiled else 'eager'}] first losses {first}", file=sys.stderr)
-    return rows
 
 
 def main(argv=None):

@@ -252,20 +252,25 @@ class RotaryPositionalEmbedding(nn.Module):
 
 
 class _Softmax(torch.autograd.Function):
-    """Softmax with a hand-written backward: saves only the output p; grad = p * (g - sum(g * p))."""
+    """Softmax with a hand-written backward: saves only the output p; grad = p * (g - sum(g * p)).
+
+    16-bit inputs are computed in float32 (as torch.autocast does for softmax) and returned in
+    their own dtype.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: int, overwrite: bool) -> torch.Tensor:
-        row_max = x.amax(dim=dim, keepdim=True)
+        work = _at_least_float32(x)
+        row_max = work.amax(dim=dim, keepdim=True)
         row_max.masked_fill_(row_max == -math.inf, 0.0)  # all -inf row: exp gives zeros, not NaN
-        if overwrite:  # x is a scratch tensor nobody else reads (attention scores): reuse its memory
+        if overwrite and work is x:  # x is a scratch tensor nobody else reads: reuse its memory
             ctx.mark_dirty(x)
             p = x.sub_(row_max)
         else:
-            p = x - row_max
+            p = work - row_max
         p.exp_()
         total = p.sum(dim=dim, keepdim=True)
-        p.mul_(total.masked_fill_(total == 0, 1.0).reciprocal_())
+        p = p.mul_(total.masked_fill_(total == 0, 1.0).reciprocal_()).to(x.dtype)
         ctx.save_for_backward(p)
         ctx.dim = dim
         return p
@@ -273,8 +278,9 @@ class _Softmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
-        gp = grad * p
-        return gp.addcmul_(p, gp.sum(dim=ctx.dim, keepdim=True), value=-1), None, None
+        p32 = _at_least_float32(p)
+        gp = _at_least_float32(grad) * p32
+        return gp.addcmul_(p32, gp.sum(dim=ctx.dim, keepdim=True), value=-1).to(grad.dtype), None, None
 
 
 def softmax(x: torch.Tensor, dim: int = -1, *, overwrite: bool = False) -> torch.Tensor:

@@ -488,20 +488,25 @@ fig.savefig(FIGURES / "rope_frequencies.png", dpi=100)
 # %%
 #| export
 class _Softmax(torch.autograd.Function):
-    """Softmax with a hand-written backward: saves only the output p; grad = p * (g - sum(g * p))."""
+    """Softmax with a hand-written backward: saves only the output p; grad = p * (g - sum(g * p)).
+
+    16-bit inputs are computed in float32 (as torch.autocast does for softmax) and returned in
+    their own dtype.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: int, overwrite: bool) -> torch.Tensor:
-        row_max = x.amax(dim=dim, keepdim=True)
+        work = _at_least_float32(x)
+        row_max = work.amax(dim=dim, keepdim=True)
         row_max.masked_fill_(row_max == -math.inf, 0.0)  # all -inf row: exp gives zeros, not NaN
-        if overwrite:  # x is a scratch tensor nobody else reads (attention scores): reuse its memory
+        if overwrite and work is x:  # x is a scratch tensor nobody else reads: reuse its memory
             ctx.mark_dirty(x)
             p = x.sub_(row_max)
         else:
-            p = x - row_max
+            p = work - row_max
         p.exp_()
         total = p.sum(dim=dim, keepdim=True)
-        p.mul_(total.masked_fill_(total == 0, 1.0).reciprocal_())
+        p = p.mul_(total.masked_fill_(total == 0, 1.0).reciprocal_()).to(x.dtype)
         ctx.save_for_backward(p)
         ctx.dim = dim
         return p
@@ -509,8 +514,9 @@ class _Softmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
-        gp = grad * p
-        return gp.addcmul_(p, gp.sum(dim=ctx.dim, keepdim=True), value=-1), None, None
+        p32 = _at_least_float32(p)
+        gp = _at_least_float32(grad) * p32
+        return gp.addcmul_(p32, gp.sum(dim=ctx.dim, keepdim=True), value=-1).to(grad.dtype), None, None
 
 
 def softmax(x: torch.Tensor, dim: int = -1, *, overwrite: bool = False) -> torch.Tensor:
@@ -730,7 +736,24 @@ assert torch.allclose(attn(x), mha_oracle(x, attn, torch.arange(10)), atol=1e-5)
 nope = CausalMultiHeadSelfAttention(32, 4, positional="none")
 nope.load_state_dict(attn.state_dict())
 assert torch.allclose(nope(x), mha_oracle(x, nope), atol=1e-5)
+attn.query_block = 3  # several query blocks over 10 positions: still the same numbers
+assert torch.allclose(attn(x), mha_oracle(x, attn, torch.arange(10)), atol=1e-5)
 print(sorted(attn.state_dict()))
+
+# %% [markdown]
+# Which scores does the blocked causal attention compute? At 256 positions with blocks of 64, the
+# white area is never computed; the light grey area is computed but masked.
+
+# %%
+seq, block = 256, 64
+work = torch.zeros(seq, seq)
+for i0 in range(0, seq, block):
+    work[i0 : i0 + block, : i0 + block] = 1  # computed
+work += torch.ones(seq, seq).tril()          # needed
+fig, ax = plt.subplots(figsize=(3.2, 3.2))
+ax.imshow(work, cmap="Greys", vmin=0, vmax=2.5)
+ax.set(title=f"scores computed: {int((work > 0).sum()) / seq**2:.0%} of dense", xlabel="key", ylabel="query")
+fig.savefig(FIGURES / "causal_blocks.png", dpi=100, bbox_inches="tight")
 
 # %% [markdown]
 # ## The Transformer block, and its ablations
@@ -1068,7 +1091,11 @@ if not SMOKE:  # compiling takes a while on 2 cores
 #   `vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta, norm, positional,
 #   ffn, tie_embeddings`). The forward pass does exactly these matmuls per layer: one fused
 #   (tokens × d_model) @ (d_model × 3 d_model) QKV projection, $QK^\top$ and attention·V per head,
-#   the output projection, the FFN's w1, w3 (SwiGLU only) and w2; then the LM head.
+#   the output projection, the FFN's w1, w3 (SwiGLU only) and w2; then the LM head. Up to 64
+#   positions, $QK^\top$ and attention·V are dense ($2 s^2 d_\text{model}$ FLOPs each per layer
+#   and sequence); beyond that the causal query blocks skip fully masked key blocks, so the FLOPs
+#   *executed* there are fewer than the dense count (10/16 of it at 256 positions). The accountant
+#   counts the dense matmuls, the usual convention for MFU; `attn.query_block = None` restores them.
 # * **04 · Training** builds `TransformerLM(**config)`, trains it on `(batch, context_length)`
 #   token batches (under bf16 autocast and `torch.compile` on a GPU), and stores `model.config` in
 #   checkpoints. **05 · Sampling** decodes with `model.new_kv_cache()`.

@@ -220,6 +220,19 @@ def test_softmax_matches_torch_values_and_gradients(dim):
     assert torch.autograd.gradcheck(lambda t: softmax(t, dim), (xd,))
 
 
+def test_softmax_leaves_its_input_alone_and_handles_bf16():
+    x = torch.randn(4, 9)
+    before = x.clone()
+    softmax(x, -1)
+    assert torch.equal(x, before)
+    xb = (torch.randn(3, 50) * 5).bfloat16().requires_grad_()
+    out = softmax(xb, -1)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, torch.softmax(xb.detach().float(), -1).bfloat16())  # computed in fp32
+    (grad,) = torch.autograd.grad(out, xb, torch.ones_like(out))
+    assert grad.dtype == torch.bfloat16
+
+
 def test_softmax_is_stable_and_safe():
     torch.testing.assert_close(softmax(torch.tensor([1000.0, 999.0]), 0), torch.softmax(torch.tensor([1.0, 0.0]), 0))
     out = softmax(torch.tensor([[-math.inf, -math.inf], [0.0, -math.inf]]), -1)
