@@ -53,19 +53,20 @@ class Embedding(nn.Module):
         nn.init.trunc_normal_(self.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
-        check_token_ids(token_ids, self.num_embeddings)
-        return self.weight[token_ids]
+        return self.weight[check_token_ids(token_ids, self.num_embeddings)]
 
     def extra_repr(self) -> str:
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
 
 
-def check_token_ids(token_ids: torch.Tensor, vocab_size: int) -> None:
-    """Raise ValueError unless ``token_ids`` is an integer tensor with values in [0, vocab_size)."""
+def check_token_ids(token_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Return ``token_ids`` as an int64/int32 index tensor; ValueError unless integer ids in [0, vocab_size)."""
     if token_ids.dtype.is_floating_point or token_ids.dtype.is_complex or token_ids.dtype == torch.bool:
         raise ValueError(f"token ids must be an integer tensor (torch.long), got dtype {token_ids.dtype}")
+    if token_ids.dtype not in (torch.int64, torch.int32):
+        token_ids = token_ids.long()  # uint8 would index as a boolean mask, uint16 not at all
     if token_ids.numel() == 0 or torch.compiler.is_compiling():
-        return  # under torch.compile a data-dependent check would split the graph; indexing still fails
+        return token_ids  # under torch.compile a data-dependent check would split the graph
     lo, hi = torch.aminmax(token_ids)
     lo, hi = int(lo), int(hi)
     if lo < 0 or hi >= vocab_size:
@@ -74,6 +75,7 @@ def check_token_ids(token_ids: torch.Tensor, vocab_size: int) -> None:
             f"[{lo}, {hi}]; encode with the tokenizer that matches this model, or build the model "
             f"with a larger vocab_size"
         )
+    return token_ids
 
 
 class RMSNorm(nn.Module):

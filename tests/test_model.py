@@ -144,6 +144,8 @@ def test_embedding_matches_f_embedding(shape):
     ids = torch.randint(0, 50, shape)
     torch.testing.assert_close(emb(ids), F.embedding(ids, emb.weight))
     torch.testing.assert_close(adapters.run_embedding(50, 8, emb.weight.data, ids), F.embedding(ids, emb.weight))
+    for dtype in (torch.uint8, torch.int16, torch.int32, torch.uint16):
+        torch.testing.assert_close(emb(ids.to(dtype)), F.embedding(ids, emb.weight))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
