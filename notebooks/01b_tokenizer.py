@@ -412,7 +412,10 @@ class Tokenizer:
 
     ``vocab`` maps id -> token bytes, ``merges`` lists merged pairs in the order they were learned,
     ``special_tokens`` are strings never split (appended to the vocab when missing), and
-    ``pattern`` is the pre-tokenization regex (GPT-2's by default).
+    ``pattern`` is the pre-tokenization regex (GPT-2's by default). With ``whole_token_lookup``
+    a pre-token that is itself in the vocabulary becomes that token without running the merges:
+    tiktoken's rule (``from_tiktoken`` turns it on), the same ids as merging for any vocabulary made
+    by BPE training, but not for hand-made merge lists that never build some of their tokens.
 
     >>> vocab = {i: bytes([i]) for i in range(256)} | {256: b"th", 257: b"the"}
     >>> tok = Tokenizer(vocab, [(b"t", b"h"), (b"th", b"e")], ["<|endoftext|>"])
@@ -433,6 +436,7 @@ class Tokenizer:
         *,
         pattern: str = GPT2_PAT,
         cache_size: int = 1 << 18,
+        whole_token_lookup: bool = False,
     ):
         if not isinstance(vocab, dict) or not vocab:
             raise TypeError("vocab must be a non-empty dict {id: token bytes}")
@@ -479,6 +483,16 @@ class Tokenizer:
         self._pretokenize = regex.compile(FASTER_EQUIVALENT_PATTERN.get(pattern, pattern)).findall
         self.cache_size = cache_size
         self._cache: dict[str, str] = {}  # pre-token -> its ids as a string of chr(id)
+        self.whole_token_lookup = whole_token_lookup
+        self._whole_tokens: dict[str, str] = {}  # token text -> chr(id), for whole_token_lookup
+        if whole_token_lookup:
+            special_ids = set(self.special_token_ids.values())
+            for token, token_id in self.id_of.items():
+                try:
+                    if token_id not in special_ids:
+                        self._whole_tokens[token.decode("utf-8")] = chr(token_id)
+                except UnicodeDecodeError:  # a token that is part of a character is never a whole pre-token
+                    pass
         self._table: PairTable | None = None  # built on first use
 
     # ------------------------------------------------------------------ basics
@@ -522,6 +536,11 @@ class Tokenizer:
         if len(cache) > self.cache_size:  # bounded memory on endless streams
             cache.clear()
         new = set(pieces).difference(cache)
+        if new and self.whole_token_lookup:
+            whole = new.intersection(self._whole_tokens)
+            if whole:
+                cache.update({piece: self._whole_tokens[piece] for piece in whole})
+                new -= whole
         if new:
             cache.update(self._merge_pretokens(list(new)))
         if len(pieces) < 2:
@@ -665,8 +684,10 @@ class Tokenizer:
         """Build from one of tiktoken's encodings; ids are tiktoken's ids.
 
         tiktoken stores ranks, not merges: token of rank r is the merge of the two parts that BPE
-        leaves it in when only ranks below r are allowed. Special tokens default to the encoding's
-        (``<|endoftext|>`` for gpt2); ``encode`` then equals tiktoken's ``encode(text, allowed_special="all")``.
+        leaves it in when only ranks below r are allowed. Like tiktoken, a pre-token that is a whole
+        vocabulary token skips the merges (``whole_token_lookup``). Special tokens default to the
+        encoding's (``<|endoftext|>`` for gpt2); ``encode`` then equals tiktoken's
+        ``encode(text, allowed_special="all")``.
         """
         try:
             import tiktoken
@@ -683,7 +704,8 @@ class Tokenizer:
         vocab = {rank: token for token, rank in ranks.items()}
         specials: dict[str, int] = dict(encoding._special_tokens)
         vocab |= {token_id: text.encode("utf-8") for text, token_id in specials.items()}
-        return cls(vocab, merges_from_ranks(ranks), list(specials) if special_tokens is None else special_tokens, pattern=encoding._pat_str)
+        specials_wanted = list(specials) if special_tokens is None else special_tokens
+        return cls(vocab, merges_from_ranks(ranks), specials_wanted, pattern=encoding._pat_str, whole_token_lookup=True)
 
     def to_tiktoken(self, name: str = "cs336") -> "tiktoken.Encoding":  # noqa: F821
         """This vocabulary as a ``tiktoken.Encoding`` (fast, Rust); same ids as ``encode``.
@@ -958,7 +980,11 @@ if gpt2_tiktoken is not None:
 # built GPT-2 Tokenizer (empty cache) and with tiktoken in the same run; the ids are identical. Where
 # the time goes in our pure-Python encoder: the GPT-2 regex (about half), merging the ~86K distinct
 # pre-tokens (the numpy batch), and looking up 1.1M pre-tokens in the cache. A second pass over
-# the same text only pays the regex and the lookups.
+# the same text only pays the regex and the lookups. Like tiktoken, the GPT-2 tokenizer built by
+# `from_tiktoken` maps a pre-token that is a whole vocabulary token straight to it
+# (`whole_token_lookup`). For a vocabulary made by BPE training that is what merging gives anyway:
+# a token was made from two parts that sat side by side in some word, and merging its own bytes
+# alone retraces the same steps, since no merge reached outside it.
 
 # %%
 def timed(fn):

@@ -148,6 +148,17 @@ def test_encode_equals_naive_definition_and_round_trips(text):
     assert tok.decode(ids) == text
 
 
+def test_whole_token_lookup_is_tiktokens_rule():
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"bc", 257: b"ab", 258: b"abc"}
+    merges = [(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")]  # hand-made: merging never builds "abc"
+    assert Tokenizer(vocab, merges).encode("abc") == [97, 256]
+    assert Tokenizer(vocab, merges, whole_token_lookup=True).encode("abc") == [258]
+    tok = small()
+    looked_up = Tokenizer(tok.vocab, tok.merges, tok.special_tokens, whole_token_lookup=True)
+    text = " ".join(f"w{i}x{i * 7}y" for i in range(300)) + CORPUS * 3  # trained vocabulary: same ids
+    assert looked_up.encode(text) == tok.encode(text)
+
+
 def test_many_new_pretokens_take_the_batch_path():
     tok = small()
     text = " ".join(f"w{i}x{i * 7}y" for i in range(3000)) + CORPUS
@@ -386,6 +397,7 @@ GPT2_SAMPLES = [
 
 def test_gpt2_equals_tiktoken(gpt2):
     tok, encoding = gpt2
+    assert tok.whole_token_lookup
     for text in GPT2_SAMPLES:
         assert tok.encode(text) == encoding.encode(text, allowed_special="all"), text
         assert tok.decode(tok.encode(text)) == text
