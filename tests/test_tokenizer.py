@@ -73,6 +73,9 @@ def small(special_tokens=(EOT, EOT + EOT)) -> Tokenizer:
     return Tokenizer(SMALL_VOCAB, SMALL_MERGES, list(special_tokens))
 
 
+LOOKED_UP = Tokenizer(SMALL_VOCAB, SMALL_MERGES, [EOT, EOT + EOT], whole_token_lookup=True)
+
+
 def naive_encode(text: str, vocab, merges, special_tokens) -> list[int]:
     """The handout's definition: split on specials (longest first), pre-tokenize, apply merges in order."""
     id_of = {b: i for i, b in sorted(vocab.items(), reverse=True)}
@@ -146,6 +149,7 @@ def test_encode_equals_naive_definition_and_round_trips(text):
     ids = tok.encode(text)
     assert ids == naive_encode(text, tok.vocab, SMALL_MERGES, tok.special_tokens)
     assert tok.decode(ids) == text
+    assert LOOKED_UP.encode(text) == ids  # a trained vocabulary: whole-token lookup changes nothing
 
 
 def test_whole_token_lookup_is_tiktokens_rule():
