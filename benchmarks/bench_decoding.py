@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="best of N")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="torch CPU thread counts to time (default: 1 2)")
     args = parser.parse_args()
 
     models = []
@@ -66,20 +68,24 @@ def main() -> int:
             torch.manual_seed(0)
             models.append((name, TransformerLM(**preset_model(name), device=args.device).eval()))
 
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.prompt_tokens}-token prompt, "
-          f"{args.new_tokens} new tokens, greedy, best of {args.repeats}")
-    print(f"{'model':<12} {'params':>8} {'ctx':>5} {'no cache tok/s':>15} {'KV cache tok/s':>15} {'speed-up':>9}  same tokens")
+    print(f"device {args.device}, {args.prompt_tokens}-token prompt, {args.new_tokens} new tokens, greedy, "
+          f"best of {args.repeats}")
+    print(f"{'model':<12} {'params':>8} {'ctx':>5} {'threads':>7} {'no cache tok/s':>15} {'KV cache tok/s':>15} "
+          f"{'speed-up':>9}  same tokens")
     for name, model in models:
         cfg = model.config
         prompt = torch.randint(0, cfg["vocab_size"], (args.prompt_tokens,),
                                generator=torch.Generator().manual_seed(0)).tolist()
         with torch.no_grad():
             list(generate_ids(model, prompt, 4, temperature=0.0))  # warm-up
-        t_plain, plain = time_decoding(model, prompt, args.new_tokens, False, args.repeats)
-        t_cache, cached = time_decoding(model, prompt, args.new_tokens, True, args.repeats)
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        print(f"{name:<12} {params:>7.1f}M {cfg['context_length']:>5} {args.new_tokens / t_plain:>15.1f} "
-              f"{args.new_tokens / t_cache:>15.1f} {t_plain / t_cache:>8.2f}x  {plain == cached}")
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            t_plain, plain = time_decoding(model, prompt, args.new_tokens, False, args.repeats)
+            t_cache, cached = time_decoding(model, prompt, args.new_tokens, True, args.repeats)
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            print(f"{name:<12} {params:>7.1f}M {cfg['context_length']:>5} {threads:>7} "
+                  f"{args.new_tokens / t_plain:>15.1f} {args.new_tokens / t_cache:>15.1f} "
+                  f"{t_plain / t_cache:>8.2f}x  {plain == cached}")
     return 0
 
 

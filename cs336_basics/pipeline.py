@@ -213,7 +213,7 @@ def run_pipeline(
     eval_json = out / "eval.json"
 
     def evaluate() -> str:
-        scores = evaluate_run(out, valid_npy, valid_txt, max_tokens=max_eval_tokens)
+        scores = evaluate_run(out, valid_npy, valid_txt, max_tokens=max_eval_tokens, progress=progress)
         _write_atomic(eval_json, json.dumps(scores, indent=2) + "\n")
         return f"val loss {scores['val_loss']:.4f}, ppl {scores['val_ppl']:.2f}, {scores['bits_per_byte']:.4f} bits/byte"
 
@@ -258,7 +258,8 @@ def _checkpoint_step(path: Path) -> int | None:
     return int(read_checkpoint(path)["iteration"])
 
 
-def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, batch_size: int = 16) -> dict:
+def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, batch_size: int = 16,
+                 progress: bool = False) -> dict:
     """Mean validation loss over consecutive non-overlapping windows (up to ``max_tokens`` predicted
     tokens), perplexity, and bits per byte = loss x (tokens / bytes of valid_txt) / ln 2.
 
@@ -267,6 +268,7 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
     """
     import numpy as np
     import torch
+    from tqdm import tqdm
 
     from cs336_basics.data import batch_at
     from cs336_basics.nn_utils import cross_entropy
@@ -283,8 +285,10 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
                             "use a longer valid.txt")
     amp = autocast_dtype(config.run.precision, device)
     total, count = 0.0, 0
+    batches = tqdm(range(0, n_windows, batch_size), desc="evaluate", unit="batch", disable=not progress,
+                   file=sys.stderr)
     with torch.no_grad(), _threads(config.run.num_threads):
-        for first in range(0, n_windows, batch_size):
+        for first in batches:
             starts = np.arange(first, min(first + batch_size, n_windows)) * ctx
             x, y = batch_at(tokens, starts, ctx, device)
             with torch.autocast(device.type, dtype=amp) if amp else _nullcontext():
