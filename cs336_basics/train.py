@@ -450,7 +450,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
 
 def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Path:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from cs336_basics.model import TransformerLM
 
