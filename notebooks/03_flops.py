@@ -846,43 +846,50 @@ print(f"forward+backward, batch {batch} x {mfu_cfg['context_length']}: {step_s *
       f"{tokens_per_s:,.0f} tok/s, MFU {mfu(tokens_per_s, mfu_cfg, peak):.1%}")
 
 # %% [markdown]
-# Measured with `uv run python benchmarks/bench_matmul_peak.py` on this machine (2 shared cores,
-# no GPU):
+# Measured with `uv run python benchmarks/bench_matmul_peak.py` on this machine (2 cores shared
+# with other jobs, no GPU), in its quietest run (load average about 3 on the 2 cores):
 #
 # ```
 # dtype          n  runs    best ms  GFLOP/s best  GFLOP/s median
-# float32      512    10       0.85         315.4            29.3
-# float32     1024    10      23.32          92.1            46.3
-# float32     2048    10     219.97          78.1            70.8
-# float32     3072     6     759.99          76.3            74.6
-# float32     4096     2    2359.97          58.2            57.6
-# bfloat16     512    10      10.75          25.0            13.4
-# bfloat16    1024    10      63.71          33.7            29.3
-# bfloat16    2048     7     543.60          31.6            30.5
-# bfloat16    3072     3    1842.57          31.5            28.4
-# bfloat16    4096     2    4708.06          29.2            27.6
+# float32      512   500       0.82         328.8            33.6
+# float32     1024   176      14.85         144.6            93.1
+# float32     2048    29     105.38         163.0           130.6
+# float32     3072    11     370.55         156.5           152.4
+# float32     4096     5     856.46         160.5           159.8
+# bfloat16     512   492       3.97          67.5            33.6
+# bfloat16    1024   128      25.95          82.8            67.2
+# bfloat16    2048    15     209.76          81.9            57.5
+# bfloat16    3072     4    1027.28          56.4            54.4
+# bfloat16    4096     2    2541.53          54.1            54.1
+#
+# measured float32 matmul peak: 328.8 GFLOP/s
+# measured bfloat16 matmul peak: 82.8 GFLOP/s
 #
 # TransformerLM training step, float32: d_model 256, 4 layers, 8 heads, d_ff 704, context 128,
 # vocab 10,000, batch 8 (8.33 M parameters)
 #   model FLOPs per step: 37.07 GFLOP of matmuls (3 x forward; 36.20 MFLOP/token) + 117 MFLOP AdamW
-#   step time best 4652.4 ms, median 10154.4 ms over 6 steps
-#   throughput best 220 tok/s (median 101); achieved 8.0 GFLOP/s
-#   MFU vs measured float32 peak 315.4 GFLOP/s: 2.5% best step, 1.2% median step
-#   paired MFU (step vs 2048^2 matmuls timed around it): 16.2% best, 6.5% median
+#   step time best 1496.7 ms, median 5262.2 ms over 9 steps
+#   throughput best 684 tok/s (median 195); achieved 24.8 GFLOP/s
+#   MFU vs measured float32 peak 328.8 GFLOP/s: 7.5% best step, 2.1% median step
+#   paired MFU (step vs 2048^2 matmuls timed around it): 26.5% best, 8.4% median
 # ```
 #
-# How to read it. The cores were shared with five other jobs (load average 6–8 on 2 cores), so
-# every number is the best of several repeats and still noisy. Only the shortest matmul (512², under
-# 1 ms) caught the machine undisturbed: **315 GFLOP/s float32**, about 80% of what two AVX-512 cores
-# with two FMA units each can do at ~3 GHz; the larger sizes, which run for longer than a scheduling
-# slice, got 58–92 GFLOP/s. bfloat16 is *slower* (≤ 34 GFLOP/s): this CPU has no AMX tiles, so bf16
-# matmuls are emulated, and on this machine float32 is the right training dtype. A 1–5 s training
-# step never runs undisturbed: against the 315 GFLOP/s peak its MFU is 2.5%, which mostly measures
-# the other jobs. Timing 2048² matmuls right before and after each step, so that both see the same
-# contention, gives **about 16% MFU** (best step): apart from the LM head (42% of the FLOPs) the
-# model's matmuls are small (`(1024 × 256) @ (256 × 256)` projections, per-head `128 × 32`
-# attention products), and the elementwise work (RMSNorm, RoPE, softmax, SiLU, cross-entropy,
-# AdamW) and the backward's extra memory traffic cost time but count no model FLOPs.
+# How to read it. Every number is the best of many repeats because other jobs share the cores;
+# medians show how much they interfere. The **float32 peak is 329 GFLOP/s**, reached by the 512²
+# matmul (0.8 ms, operands in cache; two AVX-512 cores with two FMA units each do 128 FLOPs per
+# cycle, so this needs clocks above the nominal 2.3 GHz, i.e. turbo); large matmuls (2048²–4096²) sustain about **160 GFLOP/s**. bfloat16 is *slower* (≤ 83 GFLOP/s):
+# this CPU has no AMX tiles, so float32 is the right training dtype here.
+#
+# The training step's best run did 24.8 GFLOP/s of model FLOPs: **MFU 7.5%** against the 329 GFLOP/s
+# peak, 15% against the sustained large-matmul rate. Timing 2048² matmuls right before and after
+# each step, so that both see the same contention, gives a paired ratio of 26.5% (best step). The gap
+# to the peak: apart from the LM head (42% of the FLOPs) the model's matmuls are small
+# (`(1024 × 256) @ (256 × 256)` projections, per-head `128 × 32` attention products), and the
+# elementwise work (RMSNorm, RoPE, softmax, SiLU, cross-entropy, AdamW) and the backward's memory
+# traffic cost time but count no model FLOPs. Three runs under heavier load (load average 6–10)
+# gave best-step MFUs of 2.5–14% against "peaks" of 50–315 GFLOP/s, and paired ratios of 16–17%:
+# on a shared machine the paired ratio varies far less, but only a quiet machine shows the real
+# numbers.
 #
 # Next, notebook 04 turns the model into a training loop; its `mfu` metric comes from
 # `accounting.training_flops_per_token`.
