@@ -98,6 +98,8 @@ class TransformerLM(nn.Module):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
+        if d_ff <= 0:
+            raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
         self.config = dict(
             vocab_size=vocab_size, context_length=context_length, d_model=d_model, num_layers=num_layers,
             num_heads=num_heads, d_ff=d_ff, rope_theta=float(rope_theta), norm=norm, positional=positional,

@@ -238,11 +238,9 @@ class RotaryPositionalEmbedding(nn.Module):
         in eager mode; under torch.compile we use that real form, which the compiler fuses.
         """
         work = torch.float64 if x.dtype == torch.float64 else torch.float32  # no complex bfloat16
-        if torch.compiler.is_compiling():  # the compiler fuses real arithmetic, not complex, into one kernel
-            x_even, x_odd = x.to(work).unflatten(-1, (-1, 2)).unbind(-1)
-            cos, sin = cos.to(work), sin.to(work)
-            turned = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
-            return turned.flatten(-2).to(x.dtype)
+        if torch.compiler.is_compiling() or x.device.type == "mps":
+            # the compiler fuses real arithmetic (not complex) into one kernel; MPS lacks some complex ops
+            return rotate_pairs_real(x.to(work), cos.to(work), sin.to(work)).to(x.dtype)
         pairs = x.to(work).unflatten(-1, (-1, 2))
         if pairs.stride(-1) != 1 or pairs.storage_offset() % 2 or any(st % 2 for st in pairs.stride()[:-1]):
             pairs = pairs.contiguous()  # view_as_complex needs each (a, b) pair adjacent and aligned
@@ -251,6 +249,12 @@ class RotaryPositionalEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"theta={self.theta}, d_k={self.d_k}, max_seq_len={self.max_seq_len}"
+
+
+def rotate_pairs_real(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The same rotation in real arithmetic: (a, b) -> (a cos - b sin, a sin + b cos)."""
+    x_even, x_odd = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1).flatten(-2)
 
 
 class _Softmax(torch.autograd.Function):

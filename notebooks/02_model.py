@@ -422,11 +422,9 @@ class RotaryPositionalEmbedding(nn.Module):
         in eager mode; under torch.compile we use that real form, which the compiler fuses.
         """
         work = torch.float64 if x.dtype == torch.float64 else torch.float32  # no complex bfloat16
-        if torch.compiler.is_compiling():  # the compiler fuses real arithmetic, not complex, into one kernel
-            x_even, x_odd = x.to(work).unflatten(-1, (-1, 2)).unbind(-1)
-            cos, sin = cos.to(work), sin.to(work)
-            turned = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
-            return turned.flatten(-2).to(x.dtype)
+        if torch.compiler.is_compiling() or x.device.type == "mps":
+            # the compiler fuses real arithmetic (not complex) into one kernel; MPS lacks some complex ops
+            return rotate_pairs_real(x.to(work), cos.to(work), sin.to(work)).to(x.dtype)
         pairs = x.to(work).unflatten(-1, (-1, 2))
         if pairs.stride(-1) != 1 or pairs.storage_offset() % 2 or any(st % 2 for st in pairs.stride()[:-1]):
             pairs = pairs.contiguous()  # view_as_complex needs each (a, b) pair adjacent and aligned
@@ -435,6 +433,12 @@ class RotaryPositionalEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"theta={self.theta}, d_k={self.d_k}, max_seq_len={self.max_seq_len}"
+
+
+def rotate_pairs_real(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The same rotation in real arithmetic: (a, b) -> (a cos - b sin, a sin + b cos)."""
+    x_even, x_odd = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1).flatten(-2)
 
 # %% [markdown]
 # Check against the handout's definition, written independently: build the block-diagonal
@@ -953,6 +957,8 @@ class TransformerLM(nn.Module):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
+        if d_ff <= 0:
+            raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
         self.config = dict(
             vocab_size=vocab_size, context_length=context_length, d_model=d_model, num_layers=num_layers,
             num_heads=num_heads, d_ff=d_ff, rope_theta=float(rope_theta), norm=norm, positional=positional,

@@ -196,6 +196,21 @@ def test_rope_matches_complex_oracle(lead):
     torch.testing.assert_close(rope(x, torch.arange(12)), rope_oracle(x, torch.arange(12), 10000.0))
 
 
+def test_rope_real_and_complex_forms_agree():
+    from cs336_basics.nn import rotate_pairs_real
+
+    rope = RotaryPositionalEmbedding(10000.0, 8, 16)
+    x = torch.randn(2, 3, 16, 8)
+    cos, sin = rope.cos, rope.sin
+    torch.testing.assert_close(rope.rotate(x, cos, sin), rotate_pairs_real(x, cos, sin))
+    torch.testing.assert_close(rope.rotate(x, cos, sin), rope_oracle(x, torch.arange(16), 10000.0))
+    # a non-contiguous view whose pairs are not adjacent in memory still works
+    xt = torch.randn(2, 8, 16).transpose(-1, -2)
+    torch.testing.assert_close(rope.rotate(xt, cos, sin), rotate_pairs_real(xt, cos, sin))
+    xb = x.bfloat16()
+    assert rope.rotate(xb, cos, sin).dtype == torch.bfloat16
+
+
 def test_rope_buffers_are_not_saved_and_follow_the_module():
     rope = RotaryPositionalEmbedding(500.0, 8, 10)
     assert rope.state_dict() == {} and rope.cos.shape == (10, 4)
@@ -462,6 +477,7 @@ def test_config_rebuilds_the_model_and_is_json():
         (lambda: TransformerLM(64, 16, 32, 1, 4, ffn="relu"), "ffn must be one of"),
         (lambda: TransformerLM(64, 16, 32, 1, 4, positional="alibi"), "positional must be one of"),
         (lambda: TransformerLM(0, 16, 32, 1, 4), "vocab_size must be a positive integer"),
+        (lambda: TransformerLM(64, 16, 32, 1, 4, d_ff=0), "d_ff must be a positive integer"),
     ],
 )
 def test_construction_errors(make, words):
