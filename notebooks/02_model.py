@@ -713,12 +713,13 @@ class CausalMultiHeadSelfAttention(nn.Module):
         seq = q.shape[-2]
         block = self.query_block or seq
         outs = []
-        for i0 in range(0, seq, block):
-            i1 = min(i0 + block, seq)
+        # split (not slices) for the queries: its backward is one cat, not a zero-filled copy per block
+        for i0, q_block in zip(range(0, seq, block), q.split(block, dim=-2)):
+            i1 = i0 + q_block.shape[-2]
             # query i (absolute position start + i) may see keys 0 .. start + i
             mask = torch.ones(i1 - i0, start + i1, dtype=torch.bool, device=q.device).tril_(diagonal=start + i0)
             keys, values = k[..., : start + i1, :], v[..., : start + i1, :]
-            outs.append(scaled_dot_product_attention(q[..., i0:i1, :], keys, values, mask))
+            outs.append(scaled_dot_product_attention(q_block, keys, values, mask))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 # %% [markdown]
