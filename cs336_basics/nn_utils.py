@@ -33,9 +33,10 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     # the max only shifts the logits; its gradient cancels, so detach it and save the autograd work
-    shifted = logits - logits.amax(dim=-1, keepdim=True).detach()
-    log_sum_exp = shifted.exp().sum(dim=-1).log()
-    target_logit = shifted.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    m = logits.amax(dim=-1, keepdim=True).detach()
+    # exp in place: one (..., vocab) temporary instead of two (the subtraction's result is not needed again)
+    log_sum_exp = (logits - m).exp_().sum(dim=-1).log()
+    target_logit = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1) - m.squeeze(-1)
     return (log_sum_exp - target_logit).mean()
 
 
