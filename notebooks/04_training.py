@@ -1304,12 +1304,12 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
         del ckpt
 
     raw_model = model
-    if r.compile:
-        model = torch.compile(model)
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if r.compile:  # after DDP, so the compiler can split the graph at DDP's gradient buckets
+        model = torch.compile(model)
 
     cosine_steps = s.cosine_steps or s.max_steps
     min_lr = o.lr * s.min_lr_ratio
