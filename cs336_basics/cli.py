@@ -256,6 +256,10 @@ def _run_generate(args) -> int:
     if tokenizer.vocab_size > model.config["vocab_size"]:
         raise CLIError(f"the tokenizer at {tok_path} has {tokenizer.vocab_size} tokens, more than the model's "
                        f"{model.config['vocab_size']}; pass the --tokenizer the run was trained with")
+    if config.run.num_threads:  # the run's thread count (tiny models decode faster on one thread)
+        import torch
+
+        torch.set_num_threads(config.run.num_threads)
     stream = generate_stream(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_p,
                              None if args.no_stop else args.stop_token, args.seed, not args.no_kv_cache)
     sys.stdout.write(args.prompt)
