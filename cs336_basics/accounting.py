@@ -109,9 +109,22 @@ def parameter_memory(config: dict, bytes_per_param: int = 4) -> int:
     return parameter_counts(config)["total"] * bytes_per_param
 
 
-def forward_flops(config: dict, batch_size: int = 1, seq_len: int | None = None) -> dict:
+def _attended_pairs(seq, query_block):
+    """(query, key) score entries computed per head: seq² for dense attention; with causal query
+    blocks, block [i0, i1) scores keys 0 .. i1 only (the later keys are masked for all of it)."""
+    if query_block is None or query_block >= seq:
+        return seq * seq
+    return sum((min(i0 + query_block, seq) - i0) * min(i0 + query_block, seq) for i0 in range(0, seq, query_block))
+
+
+def forward_flops(config: dict, batch_size: int = 1, seq_len: int | None = None, *,
+                  query_block: int | None = None) -> dict:
     """Matmul FLOPs of one forward pass over ``batch_size`` sequences of ``seq_len`` tokens
     (default ``context_length``).
+
+    ``query_block=None`` counts dense attention (every query scores every key: the handout's and
+    MFU's convention); an int counts the model's causal query blocks, which skip keys that the
+    mask hides from a whole block (the model's ``attn.query_block``).
 
     Keys (summed over layers): ``attn_qkv`` (Q, K, V projections), ``attn_scores`` (QKᵀ),
     ``attn_values`` (attention·V), ``attn_out`` (output projection), ``ffn_w1``, ``ffn_w2``,
@@ -121,6 +134,8 @@ def forward_flops(config: dict, batch_size: int = 1, seq_len: int | None = None)
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> f = forward_flops(cfg, batch_size=1); f["attn_scores"], f["lm_head"], f["total"]
     (32768, 102400, 823296)
+    >>> forward_flops(cfg, batch_size=1, query_block=8)["attn_scores"]   # keys 0..8, then 0..16: 3/4
+    24576
     """
     cfg = resolve_config(config)
     seq = _seq(cfg, seq_len, batch_size)
@@ -128,8 +143,9 @@ def forward_flops(config: dict, batch_size: int = 1, seq_len: int | None = None)
     d, f, v, n = cfg["d_model"], cfg["d_ff"], cfg["vocab_size"], cfg["num_layers"]
     flops = {
         "attn_qkv": n * 3 * 2 * tokens * d * d,
-        "attn_scores": n * 2 * tokens * seq * d,  # per head 2·T·T·d_k, times h heads; d = h·d_k
-        "attn_values": n * 2 * tokens * seq * d,
+        # per head 2·T·T·d_k (dense), times h heads; d = h·d_k
+        "attn_scores": n * 2 * batch_size * _attended_pairs(seq, query_block) * d,
+        "attn_values": n * 2 * batch_size * _attended_pairs(seq, query_block) * d,
         "attn_out": n * 2 * tokens * d * d,
         "ffn_w1": n * 2 * tokens * d * f,
         "ffn_w2": n * 2 * tokens * f * d,
@@ -142,14 +158,15 @@ def forward_flops(config: dict, batch_size: int = 1, seq_len: int | None = None)
     return flops
 
 
-def training_flops(config: dict, batch_size: int = 1, seq_len: int | None = None) -> float:
+def training_flops(config: dict, batch_size: int = 1, seq_len: int | None = None, *,
+                   query_block: int | None = None) -> float:
     """Matmul FLOPs of one forward + backward pass: 3 × forward (backward = 2 × forward).
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> training_flops(cfg, batch_size=2)
     4939776
     """
-    return 3 * forward_flops(config, batch_size, seq_len)["total"]
+    return 3 * forward_flops(config, batch_size, seq_len, query_block=query_block)["total"]
 
 
 def training_flops_per_token(config: dict, seq_len: int | None = None) -> float:
@@ -168,6 +185,8 @@ def mfu(tokens_per_s: float, config: dict, peak_flops: float, seq_len: int | Non
     """Model FLOPs utilization: model FLOPs per second achieved / the hardware's peak FLOP/s.
 
     ``tokens_per_s`` is the measured training throughput (tokens of forward + backward per second).
+    Model FLOPs are ``training_flops_per_token`` with dense attention, the usual convention: work
+    an implementation skips (causal blocks) makes it faster, not less utilized.
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> round(mfu(1000.0, cfg, peak_flops=1e9), 4)    # 1000 tok/s × 154368 FLOP/tok on a 1 GFLOP/s chip

@@ -95,6 +95,27 @@ def test_forward_flops_match_flop_counter(name, batch_size, seq_len):
     assert ours["lm_head"] == _module_flops(counter, ".lm_head")
 
 
+@pytest.mark.parametrize("seq_len", [64, 100, 150])
+def test_causal_query_blocks_and_dense_attention(seq_len):
+    # longer than the model's query block: it skips keys masked for a whole block of queries
+    cfg = {**BASE, "context_length": 160, "num_layers": 1}
+    model = _model(cfg)
+    block = model.layers[0].attn.query_block
+    assert block is not None and block < 150, "the model's causal query blocks changed: revisit this test"
+    x = torch.randint(0, cfg["vocab_size"], (2, seq_len))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    blocked = accounting.forward_flops(cfg, 2, seq_len, query_block=block)
+    assert blocked["total"] == counter.get_total_flops()
+    assert blocked["attn_scores"] + blocked["attn_values"] == _module_flops(counter, ".attn", BATCHED_OPS)
+
+    for layer in model.layers:
+        layer.attn.query_block = None  # one dense (seq, seq) score matrix, as the handout counts
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    assert accounting.forward_flops(cfg, 2, seq_len)["total"] == counter.get_total_flops()
+
+
 @pytest.mark.parametrize("name", ["base", "silu_ffn", "tied", "no_norm"])
 def test_training_flops_are_three_times_forward(name):
     cfg = CONFIGS[name]
