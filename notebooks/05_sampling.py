@@ -393,7 +393,8 @@ assert "".join(pieces) == text and not any("\ufffd" in p for p in pieces)
 # run (`uv run cs336 pipeline --preset cpu --data ../shared/data/english --out runs/cpu`) when it is
 # there. In smoke mode (and when there is no such run) we make one here in seconds: a corpus of
 # template stories written to a temporary folder, and `run_pipeline` with the `smoke` preset, the
-# same code as `cs336 pipeline --preset smoke` (tokenizer, token files, training, evaluation).
+# same code as `cs336 pipeline --preset smoke` (tokenizer, token files, training, evaluation), with
+# 150 steps instead of the preset's 40.
 
 # %%
 import random
@@ -425,8 +426,8 @@ else:
     data_dir.mkdir()
     (data_dir / "train.txt").write_text(template_stories(600, 0), encoding="utf-8")
     (data_dir / "valid.txt").write_text(template_stories(60, 1), encoding="utf-8")
-    run_dir = WORK / "run"
-    report = run_pipeline("smoke", data_dir, run_dir, ["model.vocab_size=320", "run.progress=false"],
+    run_dir = WORK / "toy_stories"
+    report = run_pipeline("smoke", data_dir, run_dir, ["model.vocab_size=320", "schedule.max_steps=150"],
                           prompts=["Once upon a time"], sample_tokens=24, log=lambda message: None,
                           progress=False)
     print({k: round(v, 3) for k, v in report.eval.items() if isinstance(v, float)})
@@ -514,7 +515,7 @@ for ax, rows, key, label in ((axes[0], temperature_rows, 0, "temperature (top-p 
     twin.set_ylim(0, 1.05)
 fig.suptitle(f"samples from {run_dir.name}: likelihood vs variety")
 fig.tight_layout()
-fig.savefig((Path(tempfile.mkdtemp()) if SMOKE else FIGURES) / "05_temperature_top_p.png", dpi=110)
+fig.savefig((WORK if SMOKE else FIGURES) / "05_temperature_top_p.png", dpi=110)
 
 # %% [markdown]
 # ### The KV cache, measured
@@ -552,8 +553,8 @@ from IPython.display import Image
 
 from cs336_basics.plotting import plot_learning_curves
 
-curves = plot_learning_curves([run_dir], (WORK if SMOKE else FIGURES) / f"05_learning_curves_{run_dir.name}.png",
-                              title=f"{run_dir.name}")
+curves = plot_learning_curves([run_dir], (WORK if SMOKE else FIGURES) / "05_learning_curves.png",
+                              title=f"run {run_dir.name}")
 Image(filename=str(curves))
 
 # %% [markdown]
