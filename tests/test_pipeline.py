@@ -146,3 +146,17 @@ def test_pipeline_bad_paths_and_settings_are_clear_errors(tmp_path, capsys):
     (data / "valid.txt").write_text("")
     status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", tmp_path / "r", *SMALL)
     assert status == 2 and "empty" in err
+
+
+def test_default_data_is_downloaded_and_offline_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the "network" is unreachable
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CS336_DATA_URL", f"http://127.0.0.1:{port}/")
+    status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", *SMALL)
+    assert status == 2
+    assert "network is unreachable" in err and "--data DIR" in err
+    assert not (tmp_path / "runs").exists()  # nothing half-made
