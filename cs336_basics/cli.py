@@ -9,6 +9,7 @@ Heavy imports (torch) happen inside the handlers so ``cs336 --help`` is instant.
     cs336 train --config configs/cpu.toml --set optim.lr=3e-3
     cs336 generate --run runs/cpu --prompt "Once upon a time"
     cs336 pipeline --preset cpu --data ../shared/data/english
+    cs336 plot runs/cpu runs/smoke --out figures/curves.png
 """
 
 from __future__ import annotations
