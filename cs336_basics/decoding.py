@@ -103,12 +103,14 @@ def generate_ids(
     stop_id: int | None = None,
     seed: int | None = None,
     use_kv_cache: bool = True,
+    vocab_limit: int | None = None,
 ) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` new token ids after ``prompt_ids``; stop before ``stop_id``.
 
     The stop token itself is not yielded. With ``use_kv_cache`` each step feeds one position;
     beyond the context length the window slides (the cache is rebuilt from the last
     context_length tokens), so cached and uncached decoding give the same tokens.
+    ``vocab_limit``: draw only ids below it (a tokenizer smaller than the model's vocabulary).
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -133,7 +135,10 @@ def generate_ids(
                 window = ids[fed:]  # just the tokens the cache has not seen: one, after the prompt
             logits = model(torch.tensor([window], device=device), kv_cache=cache)
             fed = len(ids)
-        next_id = sample_next(logits[0, -1], temperature, top_p, generator)
+        next_logits = logits[0, -1]
+        if vocab_limit is not None and vocab_limit < next_logits.shape[-1]:
+            next_logits = next_logits[:vocab_limit]  # ids the tokenizer cannot decode are never drawn
+        next_id = sample_next(next_logits, temperature, top_p, generator)
         if next_id == stop_id:
             return
         ids.append(next_id)
@@ -188,7 +193,8 @@ def generate_stream(
         if stop_id is None:
             raise ValueError("empty prompt and no stop token to start from; give a prompt")
         prompt_ids = [stop_id]  # an empty prompt means "the start of a document"
-    ids = generate_ids(model, prompt_ids, max_new_tokens, temperature, top_p, stop_id, seed, use_kv_cache)
+    ids = generate_ids(model, prompt_ids, max_new_tokens, temperature, top_p, stop_id, seed, use_kv_cache,
+                       vocab_limit=tokenizer.vocab_size)
     yield from stream_text(tokenizer, ids)
 
 

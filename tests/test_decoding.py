@@ -257,3 +257,15 @@ def test_generate_stream_joins_to_generate():
     kwargs = dict(temperature=1.0, top_p=0.95, seed=11, stop_token=None)
     pieces = list(generate_stream(model, tok, "Once", 40, **kwargs))
     assert "".join(pieces) == generate(model, tok, "Once", 40, **kwargs)
+
+
+def test_ids_the_tokenizer_cannot_decode_are_never_drawn():
+    model = tiny_model(vocab_size=300, context_length=16, spread=1.0)  # 43 of 300 ids beyond the tokenizer
+    tok = byte_tokenizer()  # 257 tokens
+    free = list(generate_ids(model, [1, 2], 60, temperature=2.0, seed=0))
+    assert max(free) >= 257  # the model alone does draw them
+    text = generate(model, tok, "ab", 60, temperature=2.0, seed=0, stop_token=None)  # would raise on id >= 257
+    assert isinstance(text, str)
+    limited = list(generate_ids(model, [1, 2], 60, temperature=2.0, seed=0, vocab_limit=257))
+    assert max(limited) < 257
+
