@@ -910,10 +910,9 @@ print(f"forward+backward, batch {batch} x {mfu_cfg['context_length']}: {step_s *
 # to the peak: apart from the LM head (42% of the FLOPs) the model's matmuls are small
 # (`(1024 × 256) @ (256 × 256)` projections, per-head `128 × 32` attention products), and the
 # elementwise work (RMSNorm, RoPE, softmax, SiLU, cross-entropy, AdamW) and the backward's memory
-# traffic cost time but count no model FLOPs. Three runs under heavier load (load average 6–10)
-# gave best-step MFUs of 2.5–14% against "peaks" of 50–315 GFLOP/s, and paired ratios of 16–17%:
-# on a shared machine the paired ratio varies far less, but only a quiet machine shows the real
-# numbers.
+# traffic cost time but count no model FLOPs. Other full runs under heavier load (load average
+# 5–10) gave best-step MFUs of 0.9–14% against "peaks" of 50–345 GFLOP/s, and paired ratios of
+# 4–17%: on a shared machine only a quiet moment shows the real numbers.
 #
 # Next, notebook 04 turns the model into a training loop; its `mfu` metric comes from
 # `accounting.training_flops_per_token`.
