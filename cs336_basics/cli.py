@@ -289,20 +289,27 @@ def _add_pipeline(sub) -> None:
         "outputs exist is skipped, so running the same command again resumes.",
     )
     p.add_argument("--preset", default="cpu", help="configs/PRESET.toml or a path to a .toml (default: cpu)")
-    p.add_argument("--data", default=None,
+    p.add_argument("--data", default=None, metavar="DIR",
                    help="folder with train.txt and valid.txt (default: data/tinystories, downloaded if absent)")
-    p.add_argument("--out", default=None, help="run directory (default: runs/PRESET)")
+    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/PRESET)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=3e-3 (repeatable)")
-    p.add_argument("--prompt", dest="prompts", action="append", default=None,
+    p.add_argument("--prompt", dest="prompts", action="append", default=None, metavar="PROMPT",
                    help="prompt for samples.txt (repeatable; default: 'Once upon a time' and an empty prompt)")
-    p.add_argument("--sample-tokens", type=int, default=256, help="tokens per sample (default: 256)")
+    p.add_argument("--sample-tokens", type=int, default=256, metavar="N", help="tokens per sample (default: 256)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: 0.8)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass for samples (default: 0.95)")
     p.set_defaults(func=_run_pipeline)
 
 
 def _run_pipeline(args) -> int:
+    # checked now, not after an hour of training when the samples are drawn
+    if args.sample_tokens < 0:
+        raise CLIError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
+    if args.temperature < 0:
+        raise CLIError(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise CLIError(f"--top-p must be in (0, 1], got {args.top_p}")
     from cs336_basics.pipeline import DEFAULT_PROMPTS, PipelineError, format_report, run_pipeline
     from cs336_basics.train import TrainingDiverged, TrainingInterrupted
 

@@ -143,6 +143,8 @@ def test_pipeline_bad_paths_and_settings_are_clear_errors(tmp_path, capsys):
     status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", tmp_path / "r",
                              *SMALL, "--set", "optim.nonsense=1")
     assert status == 2 and "nonsense" in err
+    status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, *SMALL, "--top-p", 1.5)
+    assert status == 2 and "--top-p" in err
     (data / "valid.txt").write_text("")
     status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", tmp_path / "r", *SMALL)
     assert status == 2 and "empty" in err
