@@ -228,8 +228,6 @@ def _add_generate(sub) -> None:
 
 
 def _run_generate(args) -> int:
-    from pathlib import Path
-
     if args.max_new_tokens < 0:
         raise CLIError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     if args.temperature < 0:
@@ -237,25 +235,19 @@ def _run_generate(args) -> int:
     if not 0 < args.top_p <= 1:
         raise CLIError(f"--top-p must be in (0, 1], got {args.top_p}")
     from cs336_basics.decoding import generate_stream
-    from cs336_basics.tokenizer import Tokenizer
+    from cs336_basics.pipeline import load_run_tokenizer
     from cs336_basics.train import load_model_from_run
 
     try:
         model, config = load_model_from_run(args.run, device=args.device)
     except (FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from None
-    tok_dir = args.tokenizer or config.data.tokenizer
-    if not tok_dir:
-        raise CLIError(f"{args.run}/config.toml names no tokenizer (data.tokenizer); pass --tokenizer DIR")
-    tok_path = Path(tok_dir)
-    if not tok_path.is_dir() and not tok_path.is_absolute() and (Path(args.run) / tok_path.name).is_dir():
-        tok_path = Path(args.run) / tok_path.name  # a run moved with its tokenizer inside it
     try:
-        tokenizer = Tokenizer.load(tok_path)
+        tokenizer = load_run_tokenizer(args.run, config, args.tokenizer)
     except (FileNotFoundError, ValueError) as err:
-        raise CLIError(f"cannot load the tokenizer from {tok_path}: {err}; pass --tokenizer DIR") from None
+        raise CLIError(f"cannot load the tokenizer: {err}") from None
     if tokenizer.vocab_size > model.config["vocab_size"]:
-        raise CLIError(f"the tokenizer at {tok_path} has {tokenizer.vocab_size} tokens, more than the model's "
+        raise CLIError(f"the tokenizer has {tokenizer.vocab_size} tokens, more than the model's "
                        f"{model.config['vocab_size']}; pass the --tokenizer the run was trained with")
     if config.run.num_threads:  # the run's thread count (tiny models decode faster on one thread)
         import torch

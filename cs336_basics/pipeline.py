@@ -244,6 +244,31 @@ def run_pipeline(
     return report
 
 
+def load_run_tokenizer(run_dir: str | os.PathLike, config=None, override: str | os.PathLike | None = None):
+    """The tokenizer a run was trained with: ``override`` if given, else the config's
+    data.tokenizer (as written, or relative to where the run was made), else RUN/tokenizer."""
+    from cs336_basics.tokenizer import Tokenizer
+
+    run_dir = Path(run_dir)
+    if override is not None:
+        return Tokenizer.load(override)
+    if config is None:
+        from cs336_basics.train import load_config
+
+        config = load_config(run_dir / "config.toml")
+    named = Path(config.data.tokenizer) if config.data.tokenizer else None
+    candidates = [named] if named is not None else []
+    candidates.append(run_dir / "tokenizer")  # a run made by the pipeline, maybe moved or seen from elsewhere
+    if named is not None and not named.is_absolute():
+        candidates.append(run_dir / named.name)
+    for path in candidates:
+        if (path / "vocab.json").is_file():
+            return Tokenizer.load(path)
+    raise FileNotFoundError(
+        f"no tokenizer for run {run_dir}: looked in {', '.join(map(str, candidates))}; "
+        "pass the tokenizer directory explicitly (cs336 generate --tokenizer DIR)")
+
+
 def _count_tokens(npy: Path) -> int:
     import numpy as np
 

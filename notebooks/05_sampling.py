@@ -397,7 +397,7 @@ assert "".join(pieces) == text and not any("\ufffd" in p for p in pieces)
 #
 # Everything above works on any model; now a trained one. Outside smoke mode we load the `cpu`
 # run (`uv run cs336 pipeline --preset cpu --data ../shared/data/english --out runs/cpu`) when it is
-# there. In smoke mode (and when there is no such run) we make one here in seconds: a corpus of
+# there (environment variable `CS336_SAMPLING_RUN=DIR` picks another run). In smoke mode (and when there is no such run) we make one here in seconds: a corpus of
 # template stories written to a temporary folder, and `run_pipeline` with the `smoke` preset, the
 # same code as `cs336 pipeline --preset smoke` (tokenizer, token files, training, evaluation), with
 # 150 steps instead of the preset's 40.
@@ -406,10 +406,10 @@ assert "".join(pieces) == text and not any("\ufffd" in p for p in pieces)
 import random
 import tempfile
 
-from cs336_basics.pipeline import run_pipeline
+from cs336_basics.pipeline import load_run_tokenizer, run_pipeline
 from cs336_basics.train import load_model_from_run
 
-CPU_RUN = ROOT / "runs" / "cpu"
+CPU_RUN = Path(os.environ.get("CS336_SAMPLING_RUN", ROOT / "runs" / "cpu"))  # or any run directory
 WORK = Path(tempfile.mkdtemp(prefix="nb05_"))
 
 
@@ -439,7 +439,9 @@ else:
     print({k: round(v, 3) for k, v in report.eval.items() if isinstance(v, float)})
 
 model, config = load_model_from_run(run_dir, device="cpu")
-tokenizer = Tokenizer.load(config.data.tokenizer)
+tokenizer = load_run_tokenizer(run_dir, config)
+if config.run.num_threads:  # as the run trained (and as `cs336 generate` decodes)
+    torch.set_num_threads(config.run.num_threads)
 context = config.model.context_length
 print(f"run {run_dir.name}: {sum(p.numel() for p in model.parameters()):,} parameters, context {context}, "
       f"vocab {tokenizer.vocab_size}")

@@ -162,3 +162,20 @@ def test_default_data_is_downloaded_and_offline_is_a_clear_error(tmp_path, capsy
     assert status == 2
     assert "network is unreachable" in err and "--data DIR" in err
     assert not (tmp_path / "runs").exists()  # nothing half-made
+
+
+def test_run_tokenizer_is_found_when_the_config_path_is_relative_to_elsewhere(smoke_run, tmp_path, monkeypatch):
+    import dataclasses
+
+    from cs336_basics.pipeline import load_run_tokenizer
+    from cs336_basics.train import load_config
+
+    _, out = smoke_run
+    config = load_config(out / "config.toml")
+    moved = dataclasses.replace(config, data=dataclasses.replace(config.data, tokenizer="runs/elsewhere/tokenizer"))
+    monkeypatch.chdir(tmp_path)  # as from a notebook folder: the relative path does not resolve here
+    tok = load_run_tokenizer(out, moved)
+    assert tok.vocab_size == 320
+    with pytest.raises(FileNotFoundError, match="--tokenizer DIR"):
+        load_run_tokenizer(tmp_path, moved)
+
