@@ -188,6 +188,16 @@ def run_pipeline(
     # ---- 3. train (resumes an unfinished run; starts over only if asked to by deleting the run)
     latest = out / "checkpoints" / "latest.pt"
     done_step = _checkpoint_step(latest)
+    if done_step is not None and (out / "config.toml").is_file():
+        import dataclasses
+
+        before = load_config(out / "config.toml")
+        if before.model != config.model:
+            changed = {k: (v, getattr(config.model, k)) for k, v in dataclasses.asdict(before.model).items()
+                       if getattr(config.model, k) != v}
+            raise PipelineError(
+                f"{out} holds a run of another model ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}); "
+                "use a new --out, or delete the run's checkpoints to train this one there")
     if done_step is not None and done_step >= config.schedule.max_steps and _newer([latest], [train_npy, valid_npy]):
         say(f"[train] skipped: {latest} is at step {done_step} of {config.schedule.max_steps}")
         report.stages.append(StageResult("train", None, "skipped"))

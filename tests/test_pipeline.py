@@ -106,6 +106,11 @@ def test_rerun_skips_every_stage_then_resumes_a_longer_run(smoke_run, capsys):
     assert status == 0
     assert "[tokenizer] skipped" in err and "[tokenize] skipped" in err and "resuming at step 20" in err
     assert json.loads((out / "eval.json").read_text())["step"] == 30
+
+    # another model in the same run directory: refused, with the difference named
+    status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", out, *SMALL,
+                             "--set", "schedule.max_steps=30", "--set", "model.d_model=32")
+    assert status == 2 and "d_model: 64 -> 32" in err
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 30
 
