@@ -312,7 +312,8 @@ def _run_pipeline(args) -> int:
     except (PipelineError, TrainingDiverged, FileNotFoundError) as err:
         raise CLIError(str(err)) from None
     except TrainingInterrupted as err:
-        print(f"cs336 pipeline: {err}; run the same command again to resume", file=sys.stderr)
+        print(f"cs336 pipeline: interrupted at step {err.step}; checkpoint saved to {err.checkpoint}; "
+              "run the same command again to resume", file=sys.stderr)
         return 130
     print(format_report(report))
     return 0
