@@ -184,3 +184,16 @@ def test_run_tokenizer_is_found_when_the_config_path_is_relative_to_elsewhere(sm
     with pytest.raises(FileNotFoundError, match="--tokenizer DIR"):
         load_run_tokenizer(tmp_path, moved)
 
+
+
+def test_ctrl_c_during_training_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import cs336_basics.train as train_module
+
+    def interrupted(config, resume=False):
+        raise train_module.TrainingInterrupted(7, tmp_path / "run" / "checkpoints" / "latest.pt")
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    data = write_corpus(tmp_path / "data", n_train=40, n_valid=10)
+    status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", tmp_path / "run", *SMALL)
+    assert status == 130
+    assert "interrupted at step 7" in err and "run the same command again to resume" in err
