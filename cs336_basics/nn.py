@@ -309,7 +309,10 @@ def scaled_dot_product_attention(
     (..., queries, keys) -> (..., queries, d_v). A query whose mask row is all False gets zeros.
     """
     n, d_k, m, d_v = Q.shape[-2], Q.shape[-1], K.shape[-2], V.shape[-1]
-    lead = torch.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2], () if mask is None else mask.shape[:-2])
+    shapes = [Q.shape[:-2], K.shape[:-2], V.shape[:-2], () if mask is None else mask.shape[:-2]]
+    # the usual case needs no broadcasting; torch.broadcast_shapes costs ~2 s on its first call in a process
+    same = all(s == shapes[0] for s in shapes[1:3]) and len(shapes[3]) == 0
+    lead = shapes[0] if same else torch.broadcast_shapes(*shapes)
     # fold the leading dims into one batch dim: the 3-D batched matmuls below take no other shape
     q, k, v = (t.expand(*lead, *t.shape[-2:]).reshape(-1, *t.shape[-2:]) for t in (Q, K, V))
     scale = 1.0 / math.sqrt(d_k)

@@ -143,8 +143,9 @@ def test_pipeline_bad_paths_and_settings_are_clear_errors(tmp_path, capsys):
     assert status == 2 and "train.txt not found" in err
     status, _, err = run_cli(capsys, "pipeline", "--preset", "nope", "--data", data)
     assert status == 2 and "no preset 'nope'" in err and "smoke" in err
-    status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", tmp_path / "r")
-    assert status == 2 and "model.vocab_size" in err  # the smoke preset's 256 leaves no room for <|endoftext|>
+    status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", tmp_path / "r",
+                             "--set", "model.vocab_size=256")
+    assert status == 2 and "model.vocab_size" in err  # 256 bytes leave no room for <|endoftext|>
     status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", tmp_path / "r",
                              *SMALL, "--set", "optim.nonsense=1")
     assert status == 2 and "nonsense" in err

@@ -154,7 +154,7 @@ def test_train_writes_metrics_checkpoints_and_learns(token_files, tmp_path):
     assert {"step", "tokens", "train/loss", "lr", "grad_norm", "tok_per_s", "mfu", "wallclock_s"} <= set(records[1])
     assert {"val/loss", "val/ppl"} <= set(records[2]) and "val/loss" in records[-1] and "val/loss" in records[0]
     assert records[-1]["tokens"] == 30 * 8 * 16
-    assert records[0]["val/loss"] == pytest.approx(np.log(256), abs=0.3)       # untrained: ~uniform
+    assert records[0]["val/loss"] == pytest.approx(np.log(cfg.model.vocab_size), abs=0.3)  # untrained: ~uniform
     assert records[-1]["val/loss"] < records[0]["val/loss"] - 0.5              # and it learns
     assert records[-1]["val/ppl"] == pytest.approx(np.exp(records[-1]["val/loss"]))
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest.pt", "step_15.pt", "step_30.pt"]
