@@ -227,13 +227,18 @@ def _add_generate(sub) -> None:
     p.set_defaults(func=_run_generate)
 
 
+def _check_sampling_args(tokens_flag: str, tokens: int, temperature: float, top_p: float) -> None:
+    """Reject bad sampling settings before any work (generate, and pipeline before it trains)."""
+    if tokens < 0:
+        raise CLIError(f"{tokens_flag} must be >= 0, got {tokens}")
+    if temperature < 0:
+        raise CLIError(f"--temperature must be >= 0 (0 is greedy), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise CLIError(f"--top-p must be in (0, 1], got {top_p}")
+
+
 def _run_generate(args) -> int:
-    if args.max_new_tokens < 0:
-        raise CLIError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    if args.temperature < 0:
-        raise CLIError(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
-    if not 0 < args.top_p <= 1:
-        raise CLIError(f"--top-p must be in (0, 1], got {args.top_p}")
+    _check_sampling_args("--max-new-tokens", args.max_new_tokens, args.temperature, args.top_p)
     from cs336_basics.decoding import generate_stream
     from cs336_basics.pipeline import load_run_tokenizer
     from cs336_basics.train import load_model_from_run
@@ -296,12 +301,7 @@ def _add_pipeline(sub) -> None:
 
 def _run_pipeline(args) -> int:
     # checked now, not after an hour of training when the samples are drawn
-    if args.sample_tokens < 0:
-        raise CLIError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
-    if args.temperature < 0:
-        raise CLIError(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
-    if not 0 < args.top_p <= 1:
-        raise CLIError(f"--top-p must be in (0, 1], got {args.top_p}")
+    _check_sampling_args("--sample-tokens", args.sample_tokens, args.temperature, args.top_p)
     from cs336_basics.pipeline import DEFAULT_PROMPTS, PipelineError, format_report, run_pipeline
     from cs336_basics.train import TrainingDiverged, TrainingInterrupted
 
