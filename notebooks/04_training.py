@@ -865,7 +865,8 @@ def _sections() -> dict[str, type]:
 
 
 def _coerce(value: Any, typ: type, where: str, raw: str | None = None) -> Any:
-    bad = ConfigError(f"{where} must be a {typ.__name__}, got {value!r}")
+    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(typ, typ.__name__)
+    bad = ConfigError(f"{where} must be {kind}, got {value!r}")
     if typ is bool:
         if isinstance(value, bool):
             return value

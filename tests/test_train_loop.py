@@ -81,9 +81,9 @@ def test_config_round_trips_through_toml(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (["optim.learning_rate=1"], "unknown config key optim.learning_rate"),
     (["optimizer.lr=1"], "unknown config section \\[optimizer\\]"),
-    (["model.d_model=big"], "model.d_model must be a int"),
-    (["model.num_layers=2.5"], "model.num_layers must be a int"),
-    (["run.compile=yes"], "run.compile must be a bool"),
+    (["model.d_model=big"], "model.d_model must be an integer"),
+    (["model.num_layers=2.5"], "model.num_layers must be an integer"),
+    (["run.compile=yes"], "run.compile must be true or false"),
     (["schedule.max_steps=0"], "schedule.max_steps must be > 0"),
     (["optim.beta2=1.0"], "optim.beta2 must be in \\[0, 1\\)"),
     (["run.precision=fp8"], "run.precision = 'fp8' is not one of auto, bf16, fp32"),
