@@ -193,9 +193,8 @@ def _run_train(args) -> int:
     try:
         config = load_config(args.config, args.overrides)
         run_dir = train(config, resume=args.resume)
-    except (ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
-        raise CLIError(str(err)) from None
-    except ValueError as err:  # bad data (token ids out of range, too short files) or model settings
+    # ValueError: bad data (token ids out of range, too short files) or model settings
+    except (ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged, ValueError) as err:
         raise CLIError(str(err)) from None
     except TrainingInterrupted as err:
         print(f"cs336 train: {err}", file=sys.stderr)
