@@ -297,7 +297,8 @@ def softmax(x: torch.Tensor, dim: int = -1, *, overwrite: bool = False) -> torch
     >>> softmax(torch.tensor([1000.0, 1000.0]), dim=0)
     tensor([0.5000, 0.5000])
     """
-    return _Softmax.apply(x, dim, overwrite)
+    # in place (mark_dirty) is not traceable by torch.compile, which would split the graph here
+    return _Softmax.apply(x, dim, overwrite and not torch.compiler.is_compiling())
 
 
 def scaled_dot_product_attention(

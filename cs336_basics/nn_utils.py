@@ -15,6 +15,34 @@ from collections.abc import Iterable
 import torch
 
 
+class _CrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of (n, vocab) float logits with a hand-written backward.
+
+    Autograd through max/sub/exp/sum/gather would keep several (n, vocab) tensors and, going back,
+    zero-fill one for the gather and add two gradient paths; the closed form needs one pass:
+    d loss / d logits = (softmax(logits) - one_hot(target)) / n.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        row_max = logits.amax(dim=-1, keepdim=True)
+        shifted = logits - row_max  # <= 0, so exp cannot overflow
+        target_shifted = shifted.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        exp = shifted.exp_()  # in place: this one (n, vocab) tensor is all that backward keeps
+        sum_exp = exp.sum(dim=-1)
+        ctx.save_for_backward(exp, sum_exp, targets)
+        return (sum_exp.log() - target_shifted).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        exp, sum_exp, targets = ctx.saved_tensors
+        per_row = grad / len(targets)
+        grad_logits = exp * (per_row / sum_exp).unsqueeze(-1)  # softmax / n
+        rows = torch.arange(len(targets), device=targets.device)
+        grad_logits[rows, targets] -= per_row  # minus one_hot / n
+        return grad_logits, None
+
+
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean of -log softmax(logits)[target] over every leading position.
 
@@ -22,6 +50,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     Numerically stable for huge logits: the row maximum is subtracted before exponentiating, and
     the target's log-probability is read off the shifted logits without a log(exp(.)) round trip.
     Half-precision logits are upcast to float32 first (a bf16 log-sum-exp over 10k terms is coarse).
+    The gradient is the closed form (softmax - one_hot) / n, written by hand (see _CrossEntropy).
     """
     if logits.shape[:-1] != targets.shape:
         raise ValueError(
@@ -32,12 +61,8 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise TypeError("cross_entropy: targets must be integer token ids (torch.long), not floats")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    # the max only shifts the logits; its gradient cancels, so detach it and save the autograd work
-    m = logits.amax(dim=-1, keepdim=True).detach()
-    # exp in place: one (..., vocab) temporary instead of two (the subtraction's result is not needed again)
-    log_sum_exp = (logits - m).exp_().sum(dim=-1).log()
-    target_logit = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1) - m.squeeze(-1)
-    return (log_sum_exp - target_logit).mean()
+    vocab = logits.shape[-1]
+    return _CrossEntropy.apply(logits.reshape(-1, vocab), targets.reshape(-1).long())
 
 
 def perplexity(loss: float | torch.Tensor) -> float:

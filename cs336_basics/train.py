@@ -92,7 +92,7 @@ class RunConfig:
     device: str = "auto"      # auto (cuda -> mps -> cpu) | cpu | cuda | cuda:N | mps
     precision: str = "auto"   # auto (bf16 on CUDA, fp32 elsewhere) | bf16 | fp32  (bf16 = autocast)
     tf32: bool = True         # TF32 matmuls on CUDA
-    compile: bool = False     # torch.compile the model
+    compile: bool = False     # torch.compile the model and the loss
     num_threads: int = 0      # CPU threads for torch; 0: torch's default
     deterministic: bool = False
     log_every: int = 10
@@ -517,8 +517,10 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = cross_entropy
     if r.compile:  # after DDP, so the compiler can split the graph at DDP's gradient buckets
         model = torch.compile(model)
+        loss_fn = torch.compile(cross_entropy)  # fused: one pass over the (batch, seq, vocab) logits
 
     cosine_steps = s.cosine_steps or s.max_steps
     min_lr = o.lr * s.min_lr_ratio
@@ -590,7 +592,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 x, y = batch_at(train_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
                 with autocast():
                     logits = model(x)
-                loss = cross_entropy(logits, y)
+                loss = loss_fn(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 norms.append(clip_gradients(raw_model.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf))

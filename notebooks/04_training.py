@@ -83,6 +83,34 @@ import torch
 
 # %%
 #| export
+class _CrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of (n, vocab) float logits with a hand-written backward.
+
+    Autograd through max/sub/exp/sum/gather would keep several (n, vocab) tensors and, going back,
+    zero-fill one for the gather and add two gradient paths; the closed form needs one pass:
+    d loss / d logits = (softmax(logits) - one_hot(target)) / n.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        row_max = logits.amax(dim=-1, keepdim=True)
+        shifted = logits - row_max  # <= 0, so exp cannot overflow
+        target_shifted = shifted.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        exp = shifted.exp_()  # in place: this one (n, vocab) tensor is all that backward keeps
+        sum_exp = exp.sum(dim=-1)
+        ctx.save_for_backward(exp, sum_exp, targets)
+        return (sum_exp.log() - target_shifted).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        exp, sum_exp, targets = ctx.saved_tensors
+        per_row = grad / len(targets)
+        grad_logits = exp * (per_row / sum_exp).unsqueeze(-1)  # softmax / n
+        rows = torch.arange(len(targets), device=targets.device)
+        grad_logits[rows, targets] -= per_row  # minus one_hot / n
+        return grad_logits, None
+
+
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean of -log softmax(logits)[target] over every leading position.
 
@@ -90,6 +118,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     Numerically stable for huge logits: the row maximum is subtracted before exponentiating, and
     the target's log-probability is read off the shifted logits without a log(exp(.)) round trip.
     Half-precision logits are upcast to float32 first (a bf16 log-sum-exp over 10k terms is coarse).
+    The gradient is the closed form (softmax - one_hot) / n, written by hand (see _CrossEntropy).
     """
     if logits.shape[:-1] != targets.shape:
         raise ValueError(
@@ -100,12 +129,8 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise TypeError("cross_entropy: targets must be integer token ids (torch.long), not floats")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    # the max only shifts the logits; its gradient cancels, so detach it and save the autograd work
-    m = logits.amax(dim=-1, keepdim=True).detach()
-    # exp in place: one (..., vocab) temporary instead of two (the subtraction's result is not needed again)
-    log_sum_exp = (logits - m).exp_().sum(dim=-1).log()
-    target_logit = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1) - m.squeeze(-1)
-    return (log_sum_exp - target_logit).mean()
+    vocab = logits.shape[-1]
+    return _CrossEntropy.apply(logits.reshape(-1, vocab), targets.reshape(-1).long())
 
 
 def perplexity(loss: float | torch.Tensor) -> float:
@@ -809,7 +834,7 @@ class RunConfig:
     device: str = "auto"      # auto (cuda -> mps -> cpu) | cpu | cuda | cuda:N | mps
     precision: str = "auto"   # auto (bf16 on CUDA, fp32 elsewhere) | bf16 | fp32  (bf16 = autocast)
     tf32: bool = True         # TF32 matmuls on CUDA
-    compile: bool = False     # torch.compile the model
+    compile: bool = False     # torch.compile the model and the loss
     num_threads: int = 0      # CPU threads for torch; 0: torch's default
     deterministic: bool = False
     log_every: int = 10
@@ -1309,8 +1334,10 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = cross_entropy
     if r.compile:  # after DDP, so the compiler can split the graph at DDP's gradient buckets
         model = torch.compile(model)
+        loss_fn = torch.compile(cross_entropy)  # fused: one pass over the (batch, seq, vocab) logits
 
     cosine_steps = s.cosine_steps or s.max_steps
     min_lr = o.lr * s.min_lr_ratio
@@ -1382,7 +1409,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 x, y = batch_at(train_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
                 with autocast():
                     logits = model(x)
-                loss = cross_entropy(logits, y)
+                loss = loss_fn(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 norms.append(clip_gradients(raw_model.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf))

@@ -575,3 +575,15 @@ def test_torch_compile_matches_eager():
     torch.testing.assert_close(logits, model(ids), atol=1e-5, rtol=1e-5)
     logits.sum().backward()
     assert model.lm_head.weight.grad is not None
+
+
+def test_model_and_loss_trace_as_one_graph():
+    """A graph break (e.g. an in-place autograd.Function that dynamo cannot trace) splits the
+    compiled step into pieces and costs most of torch.compile's speed-up on CPU."""
+    from cs336_basics.nn_utils import cross_entropy
+
+    torch._dynamo.reset()
+    model = tiny_lm(num_layers=2, context_length=16, d_model=16, num_heads=2)
+    ids = torch.randint(0, 64, (2, 16))
+    explained = torch._dynamo.explain(lambda x, y: cross_entropy(model(x), y))(ids, ids)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]

@@ -30,6 +30,28 @@ def test_cross_entropy_matches_torch_with_any_leading_dims(shape):
     torch.testing.assert_close(g_ours, g_ref)
 
 
+def test_cross_entropy_hand_written_backward_passes_gradcheck():
+    logits = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 7, (5,))
+    assert torch.autograd.gradcheck(lambda z: cross_entropy(z, targets), (logits,))
+    # a repeated target and an upstream gradient other than 1
+    targets = torch.tensor([3, 3, 0, 6, 3])
+    (g,) = torch.autograd.grad(2.5 * cross_entropy(logits, targets), logits)
+    (g_ref,) = torch.autograd.grad(2.5 * F.cross_entropy(logits, targets), logits)
+    torch.testing.assert_close(g, g_ref)
+
+
+def test_compiled_cross_entropy_matches_eager():
+    torch._dynamo.reset()
+    logits = torch.randn(4, 6, 50, requires_grad=True)
+    targets = torch.randint(0, 50, (4, 6))
+    compiled = torch.compile(cross_entropy)(logits, targets)
+    (g_compiled,) = torch.autograd.grad(compiled, logits)
+    (g_eager,) = torch.autograd.grad(cross_entropy(logits, targets), logits)
+    torch.testing.assert_close(compiled, cross_entropy(logits, targets))
+    torch.testing.assert_close(g_compiled, g_eager)
+
+
 def test_cross_entropy_is_stable_for_huge_logits():
     torch.manual_seed(1)
     logits = 1e4 * torch.randn(8, 20)
