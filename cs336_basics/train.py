@@ -67,6 +67,9 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1  # applied to matrices only; gains and other 1-D params are not decayed
     grad_clip: float = 1.0    # max global L2 norm; 0 disables clipping
+    # learning-rate multipliers (the schedule scales them alike); see optimizer_groups
+    embedding_lr_scale: float = 1.0  # token embeddings (no weight decay when this is not 1)
+    head_lr_scale: float = 1.0       # lm_head (and a tied embedding matrix)
 
 
 @dataclass
@@ -132,6 +135,7 @@ _POSITIVE = {("model", k) for k in ("vocab_size", "context_length", "d_model", "
     ("run", "eval_batches"), ("run", "checkpoint_every"),
 }
 _NON_NEGATIVE = {("model", "d_ff"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
+                 ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"),
                  ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
                  ("schedule", "min_lr_ratio"), ("run", "num_threads"), ("run", "peak_flops")}
 
@@ -450,6 +454,33 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             dist.destroy_process_group()
 
 
+def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups: embeddings, lm_head, other matrices, and gains, each with its own
+    ``lr_scale`` (the training loop sets ``lr = schedule(step) * lr_scale``) and weight decay.
+
+    Why separate learning rates: Adam moves every weight by about ``lr`` per step whatever its
+    size. The embedding rows start at std 1 (and each row learns only on steps where its token
+    occurs), so at a learning rate sized for the std-0.07 hidden matrices they hardly move; the
+    output layer sees a dense gradient at every position and tolerates a larger step. Weight
+    decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation, and
+    with a scaled-up embedding learning rate the same decay would shrink the embeddings fast.
+    """
+    embedding = model.token_embeddings.weight
+    head = model.lm_head.weight
+    tied = embedding is head
+    matrices = [p for p in model.parameters() if p.ndim >= 2 and p is not embedding and p is not head]
+    gains = [p for p in model.parameters() if p.ndim < 2]
+    groups = [
+        {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
+        {"params": gains, "weight_decay": 0.0, "lr_scale": 1.0},
+        {"params": [head], "weight_decay": o.weight_decay, "lr_scale": o.head_lr_scale},
+    ]
+    if not tied:
+        embedding_decay = o.weight_decay if o.embedding_lr_scale == 1.0 else 0.0
+        groups.append({"params": [embedding], "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
+    return [g for g in groups if g["params"]]
+
+
 def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Path:
     from tqdm import tqdm
 
@@ -486,13 +517,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     random.seed(r.seed)
     model = TransformerLM(**model_kwargs(m), device=device)
     n_params = sum(p.numel() for p in model.parameters())
-    # weight decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
-    )
+    optimizer = AdamW(optimizer_groups(model, o), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     # every rank draws the same global batch of starts and reads its own slice of it
     batch_rng = np.random.default_rng(r.seed)
     val_rng = np.random.default_rng([r.seed, 1])
@@ -587,7 +612,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
             for step in range(start_step, s.max_steps):
                 lr = cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 starts = batch_rng.integers(0, len(train_tokens) - m.context_length, size=dc.batch_size)
                 x, y = batch_at(train_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
                 with autocast():

@@ -19,7 +19,7 @@ from cs336_basics.optimizer import AdamW
 from cs336_basics.serialization import read_checkpoint
 from cs336_basics.train import (
     ConfigError, TrainConfig, TrainingDiverged, TrainingInterrupted, config_to_toml, load_config,
-    load_model_from_run, train,
+    load_model_from_run, optimizer_groups, train,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +131,28 @@ def test_bad_paths_and_resume_errors(token_files, tmp_path):
 
 
 # ---------------------------------------------------------------- the loop
+@pytest.mark.parametrize("tie", [False, True])
+def test_optimizer_groups_cover_every_parameter_once_with_their_scales(tie):
+    model = TransformerLM(vocab_size=64, context_length=8, d_model=16, num_layers=2, num_heads=2, d_ff=32,
+                          tie_embeddings=tie)
+    optim = load_config(SMOKE, ["optim.embedding_lr_scale=30", "optim.head_lr_scale=2", "optim.weight_decay=0.1"]).optim
+    groups = optimizer_groups(model, optim)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each exactly once
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    head = by_param[id(model.lm_head.weight)]
+    assert head["lr_scale"] == 2 and head["weight_decay"] == 0.1
+    embedding = by_param[id(model.token_embeddings.weight)]
+    assert embedding is head if tie else (embedding["lr_scale"] == 30 and embedding["weight_decay"] == 0.0)
+    gain = by_param[id(model.ln_final.weight)]
+    assert gain["lr_scale"] == 1 and gain["weight_decay"] == 0.0
+    hidden = by_param[id(model.layers[0].attn.q_proj.weight)]
+    assert hidden["lr_scale"] == 1 and hidden["weight_decay"] == 0.1
+    # with the default scales the handout's setup is unchanged: every matrix decays
+    default = optimizer_groups(model, load_config(SMOKE, ["optim.weight_decay=0.1"]).optim)
+    assert all(g["weight_decay"] == 0.1 for g in default for p in g["params"] if p.ndim == 2)
+
+
 def test_overfitting_one_batch_drives_the_loss_near_zero():
     torch.manual_seed(0)
     model = TransformerLM(vocab_size=64, context_length=16, d_model=32, num_layers=1, num_heads=2, d_ff=64)
