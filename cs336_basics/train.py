@@ -426,6 +426,33 @@ def _metrics_writer(path: Path, keep_until_step: int | None):
     return path.open("a", encoding="utf-8")
 
 
+def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups: embeddings, lm_head, other matrices, and gains, each with its own
+    ``lr_scale`` (the training loop sets ``lr = schedule(step) * lr_scale``) and weight decay.
+
+    Why separate learning rates: Adam moves every weight by about ``lr`` per step whatever its
+    size. The embedding rows start at std 1 (and each row learns only on steps where its token
+    occurs), so at a learning rate sized for the std-0.07 hidden matrices they hardly move; the
+    output layer sees a dense gradient at every position and tolerates a larger step. Weight
+    decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation, and
+    with a scaled-up embedding learning rate the same decay would shrink the embeddings fast.
+    """
+    embedding = model.token_embeddings.weight
+    head = model.lm_head.weight
+    tied = embedding is head
+    matrices = [p for p in model.parameters() if p.ndim >= 2 and p is not embedding and p is not head]
+    gains = [p for p in model.parameters() if p.ndim < 2]
+    groups = [
+        {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
+        {"params": gains, "weight_decay": 0.0, "lr_scale": 1.0},
+        {"params": [head], "weight_decay": o.weight_decay, "lr_scale": o.head_lr_scale},
+    ]
+    if not tied:
+        embedding_decay = o.weight_decay if o.embedding_lr_scale == 1.0 else 0.0
+        groups.append({"params": [embedding], "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
+    return [g for g in groups if g["params"]]
+
+
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Train a TransformerLM as ``config`` says; return the run directory.
 
@@ -452,33 +479,6 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             import torch.distributed as dist
 
             dist.destroy_process_group()
-
-
-def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, Any]]:
-    """AdamW parameter groups: embeddings, lm_head, other matrices, and gains, each with its own
-    ``lr_scale`` (the training loop sets ``lr = schedule(step) * lr_scale``) and weight decay.
-
-    Why separate learning rates: Adam moves every weight by about ``lr`` per step whatever its
-    size. The embedding rows start at std 1 (and each row learns only on steps where its token
-    occurs), so at a learning rate sized for the std-0.07 hidden matrices they hardly move; the
-    output layer sees a dense gradient at every position and tolerates a larger step. Weight
-    decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation, and
-    with a scaled-up embedding learning rate the same decay would shrink the embeddings fast.
-    """
-    embedding = model.token_embeddings.weight
-    head = model.lm_head.weight
-    tied = embedding is head
-    matrices = [p for p in model.parameters() if p.ndim >= 2 and p is not embedding and p is not head]
-    gains = [p for p in model.parameters() if p.ndim < 2]
-    groups = [
-        {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
-        {"params": gains, "weight_decay": 0.0, "lr_scale": 1.0},
-        {"params": [head], "weight_decay": o.weight_decay, "lr_scale": o.head_lr_scale},
-    ]
-    if not tied:
-        embedding_decay = o.weight_decay if o.embedding_lr_scale == 1.0 else 0.0
-        groups.append({"params": [embedding], "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
-    return [g for g in groups if g["params"]]
 
 
 def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Path:
