@@ -811,7 +811,7 @@ class OptimConfig:
     grad_clip: float = 1.0    # max global L2 norm; 0 disables clipping
     # learning-rate multipliers (the schedule scales them alike); see optimizer_groups
     embedding_lr_scale: float = 1.0  # token embeddings (no weight decay when this is not 1)
-    head_lr_scale: float = 1.0       # lm_head (and a tied embedding matrix)
+    head_lr_scale: float = 1.0       # lm_head (and a tied embedding matrix); no weight decay when not 1
 
 
 @dataclass
@@ -1260,8 +1260,9 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
     size. The embedding rows start at std 1 (and each row learns only on steps where its token
     occurs), so at a learning rate sized for the std-0.07 hidden matrices they hardly move; the
     output layer sees a dense gradient at every position and tolerates a larger step. Weight
-    decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation, and
-    with a scaled-up embedding learning rate the same decay would shrink the embeddings fast.
+    decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation. And
+    decoupled decay shrinks a weight by lr * weight_decay per step, so a group whose learning rate
+    is scaled up (embeddings, head) gets no decay rather than a decay scaled up alike.
     """
     embedding = model.token_embeddings.weight
     head = model.lm_head.weight
@@ -1271,7 +1272,8 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
     groups = [
         {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
         {"params": gains, "weight_decay": 0.0, "lr_scale": 1.0},
-        {"params": [head], "weight_decay": o.weight_decay, "lr_scale": o.head_lr_scale},
+        {"params": [head], "weight_decay": o.weight_decay if o.head_lr_scale == 1.0 else 0.0,
+         "lr_scale": o.head_lr_scale},
     ]
     if not tied:
         embedding_decay = o.weight_decay if o.embedding_lr_scale == 1.0 else 0.0

@@ -141,7 +141,7 @@ def test_optimizer_groups_cover_every_parameter_once_with_their_scales(tie):
     assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each exactly once
     by_param = {id(p): g for g in groups for p in g["params"]}
     head = by_param[id(model.lm_head.weight)]
-    assert head["lr_scale"] == 2 and head["weight_decay"] == 0.1
+    assert head["lr_scale"] == 2 and head["weight_decay"] == 0.0  # scaled-up rate: no decay
     embedding = by_param[id(model.token_embeddings.weight)]
     assert embedding is head if tie else (embedding["lr_scale"] == 30 and embedding["weight_decay"] == 0.0)
     gain = by_param[id(model.ln_final.weight)]
