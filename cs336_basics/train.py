@@ -533,7 +533,13 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
         if saved is not None and saved != dataclasses.asdict(m):
             raise ConfigError(f"[model] differs from the checkpoint's ({saved}); resume with the same model settings")
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as err:  # e.g. a checkpoint from before the optimizer had its current groups
+            raise ConfigError(
+                f"the checkpoint's optimizer state does not fit this optimizer ({err}); it was written by an "
+                "older version of the training loop: start a new run (a new run.out_dir) instead of --resume"
+            ) from err
         start_step = int(ckpt["iteration"])
         wall_offset = float(ckpt.get("wallclock_s", 0.0))
         set_rng_state(ckpt["rng"], batch_rng)

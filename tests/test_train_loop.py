@@ -130,6 +130,17 @@ def test_bad_paths_and_resume_errors(token_files, tmp_path):
         train(smoke_config(token_files, tmp_path / "r", "run.device=cuda:7" if not torch.cuda.is_available() else "run.device=tpu"))
 
 
+def test_resume_from_a_checkpoint_with_other_optimizer_groups_says_so(token_files, tmp_path):
+    cfg = smoke_config(token_files, tmp_path / "old", "schedule.max_steps=2", "run.checkpoint_every=2")
+    latest = train(cfg) / "checkpoints" / "latest.pt"
+    ckpt = torch.load(latest, weights_only=False)
+    groups = ckpt["optimizer"]["param_groups"]
+    ckpt["optimizer"]["param_groups"] = [{**groups[0], "params": [i for g in groups for i in g["params"]]}]
+    torch.save(ckpt, latest)  # as an older loop wrote it: one group for every parameter
+    with pytest.raises(ConfigError, match="older version of the training loop"):
+        train(cfg, resume=True)
+
+
 # ---------------------------------------------------------------- the loop
 @pytest.mark.parametrize("tie", [False, True])
 def test_optimizer_groups_cover_every_parameter_once_with_their_scales(tie):
