@@ -1457,7 +1457,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
             for step in range(start_step, s.max_steps):
                 lr = cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
+                    group["lr"] = lr * group["lr_scale"]  # every group comes from optimizer_groups
                 starts = batch_rng.integers(0, len(train_tokens) - m.context_length, size=dc.batch_size)
                 x, y = batch_at(train_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
                 with autocast():
