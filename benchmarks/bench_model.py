@@ -3,11 +3,14 @@
     uv run python benchmarks/bench_model.py                      # the issue's shape and TinyStories', eager
     uv run python benchmarks/bench_model.py --compile            # ... and both models under torch.compile
     uv run python benchmarks/bench_model.py --shapes small --steps 20
+    uv run python benchmarks/bench_model.py --shapes cpu --compile --threads 2   # the cpu preset's model
 
 A step is forward, loss, backward, optimizer step, zero_grad, in float32 on the CPU.
 
 * ours: ``cs336_basics.model.TransformerLM`` + ``cs336_basics.nn_utils.cross_entropy`` +
   ``cs336_basics.optimizer.AdamW`` (everything from scratch).
+* ours, chunked output layer+loss: the same, with ``linear_cross_entropy`` (128 positions at a time,
+  no (batch, seq, vocab) logits), as the training loop does with ``run.loss_chunk_rows = 128``.
 * ours, torch loss/optim: our model with ``F.cross_entropy`` and ``torch.optim.AdamW`` (isolates the model).
 * reference: the same architecture written with ``F.embedding``, ``F.rms_norm``, ``F.linear`` (one fused
   QKV weight), a complex-number RoPE, ``F.scaled_dot_product_attention(is_causal=True)``, ``F.silu``,
@@ -34,13 +37,15 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from cs336_basics.model import TransformerLM  # noqa: E402
-from cs336_basics.nn_utils import cross_entropy  # noqa: E402
+from cs336_basics.nn_utils import cross_entropy, linear_cross_entropy  # noqa: E402
 from cs336_basics.optimizer import AdamW  # noqa: E402
 
 REF = "reference (F.*, torch AdamW)"
+CHUNKED = "ours, chunked output layer+loss"
 SHAPES = {
     # name: (vocab, context, d_model, layers, heads, d_ff, batch)
     "small": (10000, 128, 256, 4, 8, 704, 8),
+    "cpu": (4096, 256, 192, 4, 6, 512, 8),  # configs/cpu.toml
     "tinystories": (10000, 256, 512, 4, 16, 1344, 8),
 }
 
@@ -91,8 +96,10 @@ def make_step(model, optimizer, loss_fn, compiled: bool):
     forward = torch.compile(model) if compiled else model
 
     def step(x, y):
-        logits = forward(x)
-        loss = loss_fn(logits.flatten(0, 1), y.flatten())
+        if loss_fn == "chunked":  # linear_cross_entropy, 128 positions at a time (run.loss_chunk_rows)
+            loss = linear_cross_entropy(forward(x, return_hidden=True), model.lm_head.weight, y, 128)
+        else:
+            loss = loss_fn(forward(x).flatten(0, 1), y.flatten())
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -112,10 +119,13 @@ def bench_shape(name: str, args):
         ours = TransformerLM(vocab, ctx, d, layers, heads, d_ff)
         ours_t = TransformerLM(vocab, ctx, d, layers, heads, d_ff)
         ours_t.load_state_dict(ours.state_dict())
+        ours_c = TransformerLM(vocab, ctx, d, layers, heads, d_ff)
+        ours_c.load_state_dict(ours.state_dict())
         ref = ReferenceLM(ours)
         hp = dict(lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
         variants = {
             "ours (model+loss+AdamW)": make_step(ours, AdamW(ours.parameters(), **hp), cross_entropy, compiled),
+            CHUNKED: make_step(ours_c, AdamW(ours_c.parameters(), **hp), "chunked", compiled),
             "ours model, torch loss+AdamW": make_step(
                 ours_t, torch.optim.AdamW(ours_t.parameters(), foreach=True, **hp), F.cross_entropy, compiled
             ),

@@ -28,7 +28,7 @@ import torch
 
 from cs336_basics.data import batch_at
 from cs336_basics.model import TransformerLM
-from cs336_basics.nn_utils import clip_gradients, cross_entropy
+from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy
 from cs336_basics.optimizer import AdamW
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.train import OptimConfig, optimizer_groups
@@ -94,12 +94,19 @@ def main() -> None:
     p.add_argument("--head-lr-scale", type=float, default=1.0)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--head-weight-decay", type=float, default=None, help="override the lm_head group's weight decay")
+    p.add_argument("--beta2", type=float, default=0.95)
+    p.add_argument("--gain-lr-scale", type=float, default=1.0, help="lr scale of the RMSNorm gains")
+    p.add_argument("--zero-init-out", action="store_true",
+                   help="start each block's attention output projection and FFN w2 at zero")
+    p.add_argument("--sampler", choices=["random", "epoch"], default="random",
+                   help="random: uniform start positions (get_batch); epoch: every window once per epoch")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--schedule", choices=["cosine", "wsd"], default="cosine")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--decay-fraction", type=float, default=0.3, help="wsd: the last fraction of the budget decays")
     p.add_argument("--optimizer", choices=["adamw", "muon"], default="adamw")
     p.add_argument("--muon-lr", type=float, default=0.02)
+    p.add_argument("--loss-chunk-rows", type=int, default=0, help="> 0: linear_cross_entropy with this many rows a chunk")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -116,6 +123,14 @@ def main() -> None:
                           num_layers=args.layers, num_heads=args.heads, d_ff=args.d_ff)
     groups = optimizer_groups(model, OptimConfig(weight_decay=args.weight_decay, embedding_lr_scale=args.embedding_lr_scale,
                                                  head_lr_scale=args.head_lr_scale))
+    for g in groups:
+        if all(q.ndim < 2 for q in g["params"]):
+            g["lr_scale"] = args.gain_lr_scale
+    if args.zero_init_out:
+        with torch.no_grad():
+            for block in model.layers:
+                block.attn.output_proj.weight.zero_()
+                block.ffn.w2.weight.zero_()
     if args.head_weight_decay is not None:
         for g in groups:
             if any(q is model.lm_head.weight for q in g["params"]):
@@ -124,13 +139,23 @@ def main() -> None:
     if args.optimizer == "muon":  # Muon takes the hidden matrices (the first group), AdamW the rest
         optimizers.append(Muon(groups[0]["params"], lr=args.muon_lr))
         groups = groups[1:]
-    optimizers.append(AdamW(groups, lr=args.lr, betas=(0.9, 0.95)))
+    optimizers.append(AdamW(groups, lr=args.lr, betas=(0.9, args.beta2)))
     base_lr = {id(g): (args.muon_lr if isinstance(o, Muon) else args.lr) for o in optimizers for g in o.param_groups}
     forward = model if args.no_compile else torch.compile(model)
     loss_fn = cross_entropy if args.no_compile else torch.compile(cross_entropy)
     rng = np.random.default_rng(args.seed)
     params = list(model.parameters())
 
+    def epoch_starts():
+        """Non-overlapping windows from a random offset, shuffled; a new offset and order each epoch."""
+        while True:
+            offset = int(rng.integers(0, args.context))
+            starts = np.arange(offset, len(train) - args.context, args.context)
+            rng.shuffle(starts)
+            for i in range(0, len(starts) - args.batch + 1, args.batch):
+                yield starts[i:i + args.batch]
+
+    batches = epoch_starts()
     losses, step, t0 = [], 0, None
     while True:
         if step == 1:
@@ -142,8 +167,12 @@ def main() -> None:
         for o in optimizers:
             for g in o.param_groups:
                 g["lr"] = base_lr[id(g)] * factor * g["lr_scale"]
-        x, y = batch_at(train, rng.integers(0, len(train) - args.context, size=args.batch), args.context, torch.device("cpu"))
-        loss = loss_fn(forward(x), y)
+        starts = next(batches) if args.sampler == "epoch" else rng.integers(0, len(train) - args.context, size=args.batch)
+        x, y = batch_at(train, starts, args.context, torch.device("cpu"))
+        if args.loss_chunk_rows:
+            loss = linear_cross_entropy(forward(x, return_hidden=True), model.lm_head.weight, y, args.loss_chunk_rows)
+        else:
+            loss = loss_fn(forward(x), y)
         for o in optimizers:
             o.zero_grad(set_to_none=True)
         loss.backward()

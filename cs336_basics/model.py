@@ -67,6 +67,10 @@ class KVCache:
 class TransformerLM(nn.Module):
     """Decoder-only Transformer LM. forward(token_ids (batch, seq), kv_cache=None) -> logits (batch, seq, vocab).
 
+    ``forward(token_ids, return_hidden=True)`` stops before the output layer and returns the final
+    normalised hidden states (batch, seq, d_model), for a loss that applies ``lm_head`` itself
+    (``nn_utils.linear_cross_entropy``, which never materialises all the logits).
+
     State-dict keys are the assignment's: token_embeddings.weight, layers.{i}.attn.{q,k,v,output}_proj.weight,
     layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
     lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu".
@@ -117,7 +121,8 @@ class TransformerLM(nn.Module):
         if tie_embeddings:
             self.token_embeddings.weight = self.lm_head.weight  # one matrix, Linear's init (see above)
 
-    def forward(self, token_ids: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, token_ids: torch.Tensor, kv_cache: KVCache | None = None, *,
+                return_hidden: bool = False) -> torch.Tensor:
         if token_ids.dim() != 2:
             raise ValueError(f"token_ids must have shape (batch, seq), got {tuple(token_ids.shape)}")
         seq = token_ids.shape[1]
@@ -135,7 +140,7 @@ class TransformerLM(nn.Module):
             kv_cache.advance(seq)
         if self.ln_final is not None:
             x = self.ln_final(x)
-        return self.lm_head(x)
+        return x if return_hidden else self.lm_head(x)
 
     def new_kv_cache(self) -> KVCache:
         """An empty cache for incremental decoding: ``logits = model(ids, kv_cache=cache)``."""

@@ -39,7 +39,7 @@ import torch
 
 from cs336_basics.accounting import training_flops_per_token
 from cs336_basics.data import batch_at, check_device, load_tokens
-from cs336_basics.nn_utils import clip_gradients, cross_entropy, perplexity
+from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
 from cs336_basics.optimizer import AdamW, cosine_lr
 from cs336_basics.serialization import read_checkpoint, save_checkpoint, unwrap_model
 
@@ -96,6 +96,8 @@ class RunConfig:
     precision: str = "auto"   # auto (bf16 on CUDA, fp32 elsewhere) | bf16 | fp32  (bf16 = autocast)
     tf32: bool = True         # TF32 matmuls on CUDA
     compile: bool = False     # torch.compile the model and the loss
+    loss_chunk_rows: int = 0  # > 0: output layer + loss together, this many positions at a time
+                              # (linear_cross_entropy: no (batch, seq, vocab) logits; faster on CPU)
     num_threads: int = 0      # CPU threads for torch; 0: torch's default
     deterministic: bool = False
     log_every: int = 10
@@ -137,7 +139,8 @@ _POSITIVE = {("model", k) for k in ("vocab_size", "context_length", "d_model", "
 _NON_NEGATIVE = {("model", "d_ff"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
                  ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"),
                  ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
-                 ("schedule", "min_lr_ratio"), ("run", "num_threads"), ("run", "peak_flops")}
+                 ("schedule", "min_lr_ratio"), ("run", "num_threads"), ("run", "peak_flops"),
+                 ("run", "loss_chunk_rows")}
 
 
 def _sections() -> dict[str, type]:
@@ -551,6 +554,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
 
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = cross_entropy
+    chunked_loss = r.loss_chunk_rows > 0  # the model stops at its hidden states; the loss applies lm_head
     if r.compile:  # after DDP, so the compiler can split the graph at DDP's gradient buckets
         model = torch.compile(model)
         loss_fn = torch.compile(cross_entropy)  # fused: one pass over the (batch, seq, vocab) logits
@@ -624,8 +628,11 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 starts = batch_rng.integers(0, len(train_tokens) - m.context_length, size=dc.batch_size)
                 x, y = batch_at(train_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
                 with autocast():
-                    logits = model(x)
-                loss = loss_fn(logits, y)
+                    out = model(x, return_hidden=chunked_loss)  # hidden states or logits
+                if chunked_loss:
+                    loss = linear_cross_entropy(out, raw_model.lm_head.weight, y, r.loss_chunk_rows)
+                else:
+                    loss = loss_fn(out, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 norms.append(clip_gradients(raw_model.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf))

@@ -587,3 +587,11 @@ def test_model_and_loss_trace_as_one_graph():
     ids = torch.randint(0, 64, (2, 16))
     explained = torch._dynamo.explain(lambda x, y: cross_entropy(model(x), y))(ids, ids)
     assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+
+
+def test_return_hidden_stops_before_the_output_layer():
+    model = tiny_lm(num_layers=2, context_length=16, d_model=16, num_heads=2)
+    ids = torch.randint(0, 64, (2, 16))
+    hidden = model(ids, return_hidden=True)
+    assert hidden.shape == (2, 16, 16)
+    torch.testing.assert_close(model.lm_head(hidden), model(ids))

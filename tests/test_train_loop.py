@@ -278,6 +278,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(token_files, t
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 
+def test_chunked_loss_trains_like_the_whole_logits_loss(token_files, tmp_path):
+    common = ("schedule.max_steps=6", "run.log_every=1", "run.eval_every=3", "run.deterministic=true")
+    whole = train(smoke_config(token_files, tmp_path / "whole", *common))
+    chunked = train(smoke_config(token_files, tmp_path / "chunked", *common, "run.loss_chunk_rows=40"))
+    a, b = train_losses(whole), train_losses(chunked)
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    np.testing.assert_allclose([b[k] for k in sorted(b)], [a[k] for k in sorted(a)], rtol=1e-5)
+    va = [r["val/loss"] for r in read_metrics(whole) if "val/loss" in r]
+    vb = [r["val/loss"] for r in read_metrics(chunked) if "val/loss" in r]
+    np.testing.assert_allclose(vb, va, rtol=1e-5)
+
+
 def test_bf16_autocast_on_cpu(token_files, tmp_path):
     run_dir = train(smoke_config(token_files, tmp_path / "bf16", "run.precision=bf16", "schedule.max_steps=5",
                                  "run.log_every=5", "run.eval_every=5"))
@@ -286,8 +298,10 @@ def test_bf16_autocast_on_cpu(token_files, tmp_path):
 
 
 # ---------------------------------------------------------------- DDP
-def test_ddp_two_processes_match_one_process(token_files, tmp_path):
-    common = ["schedule.max_steps=4", "run.log_every=1", "run.eval_every=4", "run.num_threads=1"]
+@pytest.mark.parametrize("loss_chunk_rows", [0, 40])
+def test_ddp_two_processes_match_one_process(token_files, tmp_path, loss_chunk_rows):
+    common = ["schedule.max_steps=4", "run.log_every=1", "run.eval_every=4", "run.num_threads=1",
+              f"run.loss_chunk_rows={loss_chunk_rows}"]
     single = train(smoke_config(token_files, tmp_path / "single", *common))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "cs336_basics.cli", "train", "--config", str(SMOKE)]

@@ -11,7 +11,7 @@ import torch.nn.functional as F  # oracle only
 
 from cs336_basics.data import get_batch, load_tokens
 from cs336_basics.model import TransformerLM
-from cs336_basics.nn_utils import clip_gradients, cross_entropy, perplexity
+from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
 from cs336_basics.optimizer import AdamW, cosine_lr
 from cs336_basics.serialization import load_checkpoint, read_checkpoint, save_checkpoint
 
@@ -73,6 +73,50 @@ def test_cross_entropy_upcasts_bf16_and_checks_shapes():
         cross_entropy(logits, targets[:, :3])
     with pytest.raises(TypeError, match="integer"):
         cross_entropy(logits, targets.float())
+
+
+@pytest.mark.parametrize("rows", [1, 3, 14, 100])
+@pytest.mark.parametrize("lead", [(14,), (2, 7)])
+def test_linear_cross_entropy_matches_the_unchunked_loss_and_gradients(rows, lead):
+    torch.manual_seed(0)
+    hidden = torch.randn(*lead, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 9, lead)
+    targets.view(-1)[:3] = 4  # a repeated target
+    ours = linear_cross_entropy(hidden, weight, targets, rows)
+    ref = F.cross_entropy((hidden @ weight.T).reshape(-1, 9), targets.reshape(-1))
+    torch.testing.assert_close(ours, ref)
+    grads = torch.autograd.grad(2.5 * ours, (hidden, weight))  # an upstream gradient other than 1
+    grads_ref = torch.autograd.grad(2.5 * ref, (hidden, weight))
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref)
+
+
+def test_linear_cross_entropy_without_grads_dtypes_and_errors():
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(3, 5, 8), torch.randn(11, 8, requires_grad=True)
+    targets = torch.randint(0, 11, (3, 5))
+    ref = cross_entropy(hidden @ weight.T, targets)
+    with torch.no_grad():  # no gradient work at all, same value
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets, 4), ref)
+    (g_weight,) = torch.autograd.grad(linear_cross_entropy(hidden, weight, targets, 4), weight)  # weight only
+    torch.testing.assert_close(g_weight, torch.autograd.grad(ref, weight)[0])
+    huge = linear_cross_entropy(1e4 * hidden, weight.detach(), targets)  # stable like cross_entropy
+    torch.testing.assert_close(huge, cross_entropy(1e4 * hidden @ weight.detach().T, targets))
+    low = hidden.bfloat16().requires_grad_()
+    loss = linear_cross_entropy(low, weight, targets)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, cross_entropy(low.float() @ weight.T, targets))
+    loss.backward()
+    assert low.grad.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="matching"):
+        linear_cross_entropy(hidden, weight, targets[:, :2])
+    with pytest.raises(ValueError, match="matching"):
+        linear_cross_entropy(hidden, weight[:, :4], targets)
+    with pytest.raises(TypeError, match="integer"):
+        linear_cross_entropy(hidden, weight, targets.float())
+    with pytest.raises(ValueError, match="rows_per_chunk"):
+        linear_cross_entropy(hidden, weight, targets, 0)
 
 
 def test_perplexity_is_exp_of_loss():
