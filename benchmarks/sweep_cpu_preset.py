@@ -100,6 +100,9 @@ def main() -> None:
                    help="start each block's attention output projection and FFN w2 at zero")
     p.add_argument("--sampler", choices=["random", "epoch"], default="random",
                    help="random: uniform start positions (get_batch); epoch: every window once per epoch")
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="train on this fraction of train.npy (every k-th block of 65,536 tokens), to reach the "
+                        "full run's epoch count in a short run")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--schedule", choices=["cosine", "wsd"], default="cosine")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
@@ -117,6 +120,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     tokenizer = Tokenizer.load(args.tokens)
     train = np.load(args.tokens / "train.npy", mmap_mode="r")
+    if args.train_fraction < 1:
+        every = round(1 / args.train_fraction)
+        train = np.concatenate([train[i:i + 65536] for i in range(0, len(train), 65536 * every)])
     valid = np.load(args.tokens / "valid.npy")
     bytes_per_token = len(tokenizer.decode(valid.tolist()).encode("utf-8")) / len(valid)
     model = TransformerLM(vocab_size=len(tokenizer.vocab), context_length=args.context, d_model=args.d_model,
