@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cs336_basics.data import batch_at
+from cs336_basics.data import batch_at, epoch_batch_starts
 from cs336_basics.model import TransformerLM
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy
 from cs336_basics.optimizer import AdamW
@@ -99,7 +99,7 @@ def main() -> None:
     p.add_argument("--zero-init-out", action="store_true",
                    help="start each block's attention output projection and FFN w2 at zero")
     p.add_argument("--sampler", choices=["random", "epoch"], default="random",
-                   help="random: uniform start positions (get_batch); epoch: every window once per epoch")
+                   help="random: uniform start positions (get_batch); epoch: every window once per epoch (epoch_batch_starts)")
     p.add_argument("--train-fraction", type=float, default=1.0,
                    help="train on this fraction of train.npy (every k-th block of 65,536 tokens), to reach the "
                         "full run's epoch count in a short run")
@@ -112,6 +112,7 @@ def main() -> None:
     p.add_argument("--loss-chunk-rows", type=int, default=0, help="> 0: linear_cross_entropy with this many rows a chunk")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--eager-optimizer", action="store_true", help="keep AdamW's update eager (as in the earlier tuning runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", type=Path, default=Path("runs/sweep_cpu_preset.jsonl"))
     args = p.parse_args()
@@ -146,22 +147,14 @@ def main() -> None:
         optimizers.append(Muon(groups[0]["params"], lr=args.muon_lr))
         groups = groups[1:]
     optimizers.append(AdamW(groups, lr=args.lr, betas=(0.9, args.beta2)))
+    if not args.no_compile and not args.eager_optimizer:
+        optimizers[-1].compile_update()
     base_lr = {id(g): (args.muon_lr if isinstance(o, Muon) else args.lr) for o in optimizers for g in o.param_groups}
     forward = model if args.no_compile else torch.compile(model)
     loss_fn = cross_entropy if args.no_compile else torch.compile(cross_entropy)
     rng = np.random.default_rng(args.seed)
     params = list(model.parameters())
 
-    def epoch_starts():
-        """Non-overlapping windows from a random offset, shuffled; a new offset and order each epoch."""
-        while True:
-            offset = int(rng.integers(0, args.context))
-            starts = np.arange(offset, len(train) - args.context, args.context)
-            rng.shuffle(starts)
-            for i in range(0, len(starts) - args.batch + 1, args.batch):
-                yield starts[i:i + args.batch]
-
-    batches = epoch_starts()
     losses, step, t0 = [], 0, None
     while True:
         if step == 1:
@@ -173,7 +166,10 @@ def main() -> None:
         for o in optimizers:
             for g in o.param_groups:
                 g["lr"] = base_lr[id(g)] * factor * g["lr_scale"]
-        starts = next(batches) if args.sampler == "epoch" else rng.integers(0, len(train) - args.context, size=args.batch)
+        if args.sampler == "epoch":
+            starts = epoch_batch_starts(len(train), args.context, args.batch, step, args.seed)
+        else:
+            starts = rng.integers(0, len(train) - args.context, size=args.batch)
         x, y = batch_at(train, starts, args.context, torch.device("cpu"))
         if args.loss_chunk_rows:
             loss = linear_cross_entropy(forward(x, return_hidden=True), model.lm_head.weight, y, args.loss_chunk_rows)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from cs336_basics.accounting import training_flops_per_token
-from cs336_basics.data import batch_at, check_device, load_tokens
+from cs336_basics.data import batch_at, check_device, epoch_batch_starts, load_tokens
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
 from cs336_basics.optimizer import AdamW, cosine_lr
 from cs336_basics.serialization import read_checkpoint, save_checkpoint, unwrap_model
@@ -86,6 +86,8 @@ class DataConfig:
     valid_tokens: str = "data/valid.npy"
     tokenizer: str = ""       # saved tokenizer directory (optional; used by decoding)
     batch_size: int = 32      # global batch (sequences per optimizer step)
+    sampler: str = "uniform"  # uniform: random start positions (get_batch) | epoch: every window once
+                              # per epoch, shuffled (epoch_batch_starts; better when data repeats)
 
 
 @dataclass
@@ -95,7 +97,7 @@ class RunConfig:
     device: str = "auto"      # auto (cuda -> mps -> cpu) | cpu | cuda | cuda:N | mps
     precision: str = "auto"   # auto (bf16 on CUDA, fp32 elsewhere) | bf16 | fp32  (bf16 = autocast)
     tf32: bool = True         # TF32 matmuls on CUDA
-    compile: bool = False     # torch.compile the model and the loss
+    compile: bool = False     # torch.compile the model, the loss and the optimizer's update
     loss_chunk_rows: int = 0  # > 0: output layer + loss together, this many positions at a time
                               # (linear_cross_entropy: no (batch, seq, vocab) logits; faster on CPU)
     num_threads: int = 0      # CPU threads for torch; 0: torch's default
@@ -130,6 +132,7 @@ _CHOICES = {
     ("model", "positional"): ("rope", "none"),
     ("model", "ffn"): ("swiglu", "silu"),
     ("run", "precision"): ("auto", "bf16", "fp32"),
+    ("data", "sampler"): ("uniform", "epoch"),
     ("run", "wandb_mode"): ("online", "offline"),
 }
 _POSITIVE = {("model", k) for k in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")} | {
@@ -516,6 +519,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     for name, toks in (("train", train_tokens), ("valid", valid_tokens)):
         if len(toks) <= m.context_length:
             raise ValueError(f"{name} token file holds {len(toks)} tokens, fewer than context_length + 1 = {m.context_length + 1}")
+    if dc.sampler == "epoch":
+        epoch_batch_starts(len(train_tokens), m.context_length, dc.batch_size, 0, r.seed)  # fails early if too short
 
     torch.manual_seed(r.seed)
     np.random.seed(r.seed)
@@ -558,6 +563,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     if r.compile:  # after DDP, so the compiler can split the graph at DDP's gradient buckets
         model = torch.compile(model)
         loss_fn = torch.compile(cross_entropy)  # fused: one pass over the (batch, seq, vocab) logits
+        optimizer.compile_update()  # one fused pass over each parameter's state per step
 
     cosine_steps = s.cosine_steps or s.max_steps
     min_lr = o.lr * s.min_lr_ratio
@@ -625,7 +631,10 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 lr = cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]  # every group comes from optimizer_groups
-                starts = batch_rng.integers(0, len(train_tokens) - m.context_length, size=dc.batch_size)
+                if dc.sampler == "epoch":
+                    starts = epoch_batch_starts(len(train_tokens), m.context_length, dc.batch_size, step, r.seed)
+                else:
+                    starts = batch_rng.integers(0, len(train_tokens) - m.context_length, size=dc.batch_size)
                 x, y = batch_at(train_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
                 with autocast():
                     out = model(x, return_hidden=chunked_loss)  # hidden states or logits

@@ -13,6 +13,7 @@ import torch
 
 import cs336_basics.train as train_mod
 from cs336_basics import cli
+from cs336_basics.data import epoch_batch_starts
 from cs336_basics.model import TransformerLM
 from cs336_basics.nn_utils import cross_entropy
 from cs336_basics.optimizer import AdamW
@@ -244,6 +245,40 @@ def test_interrupt_then_resume_is_exact(token_files, tmp_path, monkeypatch, how)
     va = [r["val/loss"] for r in read_metrics(full) if "val/loss" in r]
     vb = [r["val/loss"] for r in read_metrics(tmp_path / "split") if "val/loss" in r]
     assert va == vb
+
+
+def test_epoch_sampler_feeds_the_loop_and_resumes_exactly(token_files, tmp_path, monkeypatch):
+    common = ("schedule.max_steps=10", "run.log_every=1", "run.eval_every=5", "run.checkpoint_every=100",
+              "run.deterministic=true", "data.sampler=epoch", "run.seed=5")
+    real, seen = train_mod.batch_at, []
+
+    def recording(tokens, starts, *args, **kw):
+        if torch.is_grad_enabled():
+            seen.append(np.array(starts))
+        return real(tokens, starts, *args, **kw)
+
+    monkeypatch.setattr(train_mod, "batch_at", recording)
+    full = train(smoke_config(token_files, tmp_path / "full", *common))
+    monkeypatch.undo()
+    n = len(np.load(token_files / "train.npy"))
+    assert len(seen) == 10
+    for step, starts in enumerate(seen):
+        np.testing.assert_array_equal(starts, epoch_batch_starts(n, 16, 8, step, seed=5))
+
+    cfg = smoke_config(token_files, tmp_path / "split", *common)
+    _interrupt_after(monkeypatch, 4, "signal")
+    with pytest.raises(TrainingInterrupted):
+        train(cfg)
+    monkeypatch.undo()
+    train(cfg, resume=True)
+    assert train_losses(full) == train_losses(tmp_path / "split")
+
+
+def test_epoch_sampler_with_too_little_data_fails_before_training(token_files, tmp_path):
+    cfg = smoke_config(token_files, tmp_path / "r", "data.sampler=epoch", "data.batch_size=4096")
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(cfg)
+    assert not (tmp_path / "r" / "checkpoints").exists()
 
 
 def test_cli_ctrl_c_exits_130(token_files, tmp_path, monkeypatch, capsys):

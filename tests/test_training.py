@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # oracle only
 
-from cs336_basics.data import get_batch, load_tokens
+from cs336_basics.data import epoch_batch_starts, get_batch, load_tokens
 from cs336_basics.model import TransformerLM
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
 from cs336_basics.optimizer import AdamW, cosine_lr
@@ -146,6 +146,20 @@ def test_adamw_matches_torch_adamw_over_many_steps(kw):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
+def test_adamw_compiled_update_matches_eager():
+    torch._dynamo.reset()
+
+    def groups(m):
+        return [{"params": [m[0].weight, m[2].weight], "weight_decay": 0.1},
+                {"params": [m[0].bias, m[2].bias], "weight_decay": 0.0, "lr": 3e-3}]
+
+    eager, _ = _regression(lambda m: AdamW(groups(m), lr=1e-2, betas=(0.9, 0.99)), steps=12)
+    compiled, opt = _regression(lambda m: AdamW(groups(m), lr=1e-2, betas=(0.9, 0.99)).compile_update(), steps=12)
+    for p, q in zip(eager.parameters(), compiled.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert opt.state[compiled[0].weight]["step"] == 12
+
+
 def test_adamw_param_groups_and_no_grad_params():
     torch.manual_seed(0)
     a, b, frozen = (torch.nn.Parameter(torch.randn(4, 4)) for _ in range(3))
@@ -273,6 +287,29 @@ def test_get_batch_bad_device_raises(device):
 def test_get_batch_too_little_data():
     with pytest.raises(ValueError, match="context_length"):
         get_batch(np.arange(8), 2, 8, "cpu")
+
+
+@pytest.mark.parametrize("n, ctx, batch", [(10_000, 64, 8), (1_000, 100, 4), (5_000, 7, 3)])
+def test_epoch_batch_starts_reads_every_window_once_per_epoch(n, ctx, batch):
+    windows = (n - ctx) // ctx
+    per_epoch = windows // batch
+    epochs = [np.concatenate([epoch_batch_starts(n, ctx, batch, e * per_epoch + i, seed=3) for i in range(per_epoch)])
+              for e in range(3)]
+    for starts in epochs:
+        assert len(starts) == per_epoch * batch and len(np.unique(starts)) == len(starts)  # no window twice
+        assert len(np.unique(starts % ctx)) == 1                                          # one offset per epoch
+        assert starts.min() >= 0 and starts.max() + ctx + 1 <= n                          # every window fits
+        assert len(starts) >= windows - batch + 1                                         # at most batch - 1 skipped
+    assert not all(np.array_equal(epochs[0], e) for e in epochs[1:])                     # epochs differ
+    # a pure function of (seed, step): the same batch again, another seed another batch
+    last = per_epoch - 1  # the last batch of epoch 0
+    np.testing.assert_array_equal(epoch_batch_starts(n, ctx, batch, last, seed=3), epochs[0][last * batch:])
+    assert not np.array_equal(epoch_batch_starts(n, ctx, batch, last, seed=4), epochs[0][last * batch:])
+
+
+def test_epoch_batch_starts_too_little_data():
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        epoch_batch_starts(100, 16, 8, 0)
 
 
 def test_load_tokens_errors(tmp_path):
