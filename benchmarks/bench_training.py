@@ -4,8 +4,9 @@
     uv run python benchmarks/bench_training.py --steps 30      # longer preset runs
 
 Prints three tables:
-1. cross_entropy, AdamW.step and clip_gradients against F.cross_entropy, torch.optim.AdamW
-   (foreach and single-tensor) and clip_grad_norm_ at the `cpu` preset's sizes;
+1. cross_entropy, AdamW.step (eager, and with compile_update()) and clip_gradients against
+   F.cross_entropy, torch.optim.AdamW (single-tensor, foreach, fused) and clip_grad_norm_ at the
+   `cpu` preset's sizes;
 2. get_batch from a memmap vs the time of one training step (the loader must not be the bottleneck);
 3. tokens/s and MFU (against a matmul peak measured here) of the `smoke` and `cpu` presets,
    run by train() for a few steps on random tokens.
@@ -68,6 +69,9 @@ def pieces(cfg):
                  "torch AdamW (for-loop)"))
     rows.append(("AdamW.step", rows[-1][1], best_time(optimizer_step(torch.optim.AdamW, foreach=True)[0]),
                  "torch AdamW (foreach)"))
+    compiled_step = optimizer_step(lambda ps, **kw: AdamW(ps, **kw).compile_update())[0]
+    rows.append(("AdamW.step, compiled", best_time(compiled_step, warmup=2),
+                 best_time(optimizer_step(torch.optim.AdamW, fused=True)[0], warmup=2), "torch AdamW (fused)"))
     params = list(model.parameters())
     rows.append(("clip_gradients", best_time(lambda: clip_gradients(params, 1.0)),
                  best_time(lambda: torch.nn.utils.clip_grad_norm_(params, 1.0)), "clip_grad_norm_"))
