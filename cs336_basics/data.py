@@ -122,7 +122,7 @@ def epoch_batch_starts(n_tokens: int, context_length: int, batch_size: int, step
         >>> epoch_batch_starts(1000, 100, 4, step=0, seed=0)   # 9 windows: 2 batches per epoch
         array([897, 297, 197,  97])
     """
-    windows = (n_tokens - context_length) // context_length  # fit for any offset < context_length
+    windows = max((n_tokens - context_length) // context_length, 0)  # fit for any offset < context_length
     per_epoch = windows // batch_size
     if per_epoch == 0:
         raise ValueError(

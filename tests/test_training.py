@@ -310,6 +310,8 @@ def test_epoch_batch_starts_reads_every_window_once_per_epoch(n, ctx, batch):
 def test_epoch_batch_starts_too_little_data():
     with pytest.raises(ValueError, match="fewer than one batch"):
         epoch_batch_starts(100, 16, 8, 0)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        epoch_batch_starts(50, 100, 1, 0)  # shorter than one window
 
 
 def test_load_tokens_errors(tmp_path):
