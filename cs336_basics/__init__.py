@@ -15,6 +15,7 @@ _API = {
     "TransformerLM": "model",
     "AdamW": "optimizer",
     "cosine_lr": "optimizer",
+    "WeightAverage": "optimizer",
     "cross_entropy": "nn_utils",
     "perplexity": "nn_utils",
     "clip_gradients": "nn_utils",

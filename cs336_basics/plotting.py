@@ -77,14 +77,16 @@ def plot_learning_curves(
     out_png: str | os.PathLike,
     *,
     labels: Sequence[str] | None = None,
-    keys: Sequence[str] = ("train/loss", "val/loss"),
+    keys: Sequence[str] = ("train/loss", "val/loss", "val/ema_loss"),
     title: str | None = None,
     log_y: bool = False,
 ) -> Path:
     """Draw ``keys`` vs step and vs wallclock for each run into ``out_png`` (written atomically).
 
     ``metrics_paths``: run directories or metrics files. ``labels`` default to the run names.
-    Train curves are thin lines, validation curves lines with dots, one colour per run.
+    Train curves are thin lines, validation curves lines with dots (dashed for the weight average,
+    ``val/ema_loss``, which only runs with optim.ema_halflife > 0 log), one colour per run. A key a
+    run never logged is left out.
     """
     import matplotlib
 
@@ -111,7 +113,8 @@ def plot_learning_curves(
         for key in keys:
             is_val = key.startswith("val")
             style = dict(color=colour, lw=1.6 if is_val else 0.8, alpha=1.0 if is_val else 0.6,
-                         marker="o" if is_val else None, ms=3, label=f"{label} {key}")
+                         marker="o" if is_val else None, ms=3, label=f"{label} {key}",
+                         ls="--" if key.endswith("ema_loss") else "-")
             xs, ys = series(records, key, "step")
             if xs:
                 ax_step.plot(xs, ys, **style)

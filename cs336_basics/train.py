@@ -40,7 +40,7 @@ import torch
 from cs336_basics.accounting import training_flops_per_token
 from cs336_basics.data import batch_at, check_device, epoch_batch_starts, load_tokens
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
-from cs336_basics.optimizer import AdamW, cosine_lr
+from cs336_basics.optimizer import AdamW, WeightAverage, cosine_lr
 from cs336_basics.serialization import read_checkpoint, save_checkpoint, unwrap_model
 
 
@@ -70,6 +70,8 @@ class OptimConfig:
     # learning-rate multipliers (the schedule scales them alike); see optimizer_groups
     embedding_lr_scale: float = 1.0  # token embeddings (no weight decay when this is not 1)
     head_lr_scale: float = 1.0       # lm_head (and a tied embedding matrix); no weight decay when not 1
+    ema_halflife: float = 0.0  # > 0: also keep an average of the weights (WeightAverage, half-life in
+                               # steps); validation logs it as val/ema_loss, load_model_from_run uses it
 
 
 @dataclass
@@ -140,7 +142,7 @@ _POSITIVE = {("model", k) for k in ("vocab_size", "context_length", "d_model", "
     ("run", "eval_batches"), ("run", "checkpoint_every"),
 }
 _NON_NEGATIVE = {("model", "d_ff"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
-                 ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"),
+                 ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"), ("optim", "ema_halflife"),
                  ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
                  ("schedule", "min_lr_ratio"), ("run", "num_threads"), ("run", "peak_flops"),
                  ("run", "loss_chunk_rows")}
@@ -528,6 +530,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     model = TransformerLM(**model_kwargs(m), device=device)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = AdamW(optimizer_groups(model, o), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    averager = WeightAverage(model, o.ema_halflife) if o.ema_halflife > 0 else None
     # every rank draws the same global batch of starts and reads its own slice of it
     batch_rng = np.random.default_rng(r.seed)
     val_rng = np.random.default_rng([r.seed, 1])
@@ -548,6 +551,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 f"the checkpoint's optimizer state does not fit this optimizer ({err}); it was written by an "
                 "older version of the training loop: start a new run (a new run.out_dir) instead of --resume"
             ) from err
+        if averager is not None and "ema" in ckpt:  # (a run that turns the average on later starts it here)
+            averager.load_state_dict(ckpt["ema"])
         start_step = int(ckpt["iteration"])
         wall_offset = float(ckpt.get("wallclock_s", 0.0))
         set_rng_state(ckpt["rng"], batch_rng)
@@ -591,6 +596,15 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
             wandb_run.log(record, step=record["step"])
 
     @torch.no_grad()
+    def evaluate_all() -> dict[str, float]:
+        val = evaluate()
+        record = {"val/loss": val, "val/ppl": perplexity(val)}
+        if averager is not None:
+            with averager.applied():
+                record["val/ema_loss"] = evaluate()
+        return record
+
+    @torch.no_grad()
     def evaluate() -> float:
         raw_model.eval()
         total = torch.zeros((), device=device)
@@ -608,6 +622,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
         rng = rng_state(batch_rng) | {"batches": batch_state}
         extra = dict(config=dataclasses.asdict(config), rng=rng, wallclock_s=wall,
                      tokens=step * tokens_per_step, n_params=n_params)
+        if averager is not None:
+            extra["ema"] = averager.state_dict()
         save_checkpoint(raw_model, optimizer, step, latest, **extra)
         if r.keep_checkpoints:
             save_checkpoint(raw_model, optimizer, step, ckpt_dir / f"step_{step}.pt", **extra)
@@ -616,8 +632,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     t_start = time.perf_counter()
     wall = lambda: wall_offset + time.perf_counter() - t_start  # noqa: E731
     if start_step == 0:
-        val = evaluate()
-        log({"step": 0, "tokens": 0, "val/loss": val, "val/ppl": perplexity(val), "wallclock_s": wall()})
+        log({"step": 0, "tokens": 0, **evaluate_all(), "wallclock_s": wall()})
     bar = tqdm(total=s.max_steps, initial=start_step, disable=not (d.is_main and r.progress),
                file=sys.stderr, dynamic_ncols=True, unit="step")
     window: list[torch.Tensor] = []
@@ -646,6 +661,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 loss.backward()
                 norms.append(clip_gradients(raw_model.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf))
                 optimizer.step()
+                if averager is not None:
+                    averager.update()
                 window.append(loss.detach())
                 completed = it = step + 1
                 batch_state = batch_rng.bit_generator.state
@@ -675,8 +692,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                               "grad_norm": torch.stack(norms).mean().item(), "tok_per_s": tok_s,
                               "mfu": tok_s * fpt / peak, "wallclock_s": wall()}
                     if last or it % r.eval_every == 0:
-                        val = evaluate()
-                        record |= {"val/loss": val, "val/ppl": perplexity(val)}
+                        record |= evaluate_all()
                     log(record)
                     bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
                     if last or it % r.checkpoint_every == 0 or stop_now:
@@ -701,8 +717,13 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     return out_dir
 
 
-def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device | None = None):
-    """(model in eval mode with the latest checkpoint's weights, its TrainConfig)."""
+def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device | None = None,
+                        average: bool = True):
+    """(model in eval mode with the latest checkpoint's weights, its TrainConfig).
+
+    When the run kept an average of its weights (optim.ema_halflife > 0) the model gets the
+    average, unless ``average=False``.
+    """
     from cs336_basics.model import TransformerLM
 
     run_dir = Path(run_dir)
@@ -713,5 +734,9 @@ def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device |
     config = load_config(config_path)
     dev = resolve_device(str(device) if device is not None else "auto")
     model = TransformerLM(**model_kwargs(config.model), device=dev)
-    model.load_state_dict(read_checkpoint(ckpt_path, map_location=dev)["model"])
+    ckpt = read_checkpoint(ckpt_path, map_location=dev)
+    model.load_state_dict(ckpt["model"])
+    if average and "ema" in ckpt:
+        for name, weights in ckpt["ema"]["average"].items():
+            model.get_parameter(name).data.copy_(weights)
     return model.eval(), config

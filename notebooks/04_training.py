@@ -361,16 +361,19 @@ assert toy[1e3][-1] > 1e10 * toy[1e3][0]
 
 # %%
 #| export
-"""AdamW (decoupled weight decay) and the cosine learning-rate schedule with linear warm-up.
+"""AdamW (decoupled weight decay), the cosine learning-rate schedule with linear warm-up, and an
+exponential moving average of the weights.
 
     >>> opt = AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
     >>> for group in opt.param_groups: group["lr"] = cosine_lr(step, 3e-4, 3e-5, 100, 5000)
+    >>> avg = WeightAverage(model, halflife_steps=200); avg.update()   # after each opt.step()
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 import torch
 
@@ -530,6 +533,101 @@ ax.plot(its, [cosine_lr(int(i), 1e-3, 1e-4, 100, 1000) for i in its])
 ax.axvline(100, ls=":", c="gray"); ax.axvline(1000, ls=":", c="gray")
 ax.set(xlabel="iteration", ylabel="learning rate", title="warm-up 100, cosine to step 1000, then min_lr")
 fig.tight_layout(); fig.savefig(FIG_DIR / "cosine_schedule.png", dpi=120)
+
+# %% [markdown]
+# ### An average of the weights
+#
+# Late in training each step still moves the weights by about `lr` in a random-ish direction: the
+# gradient of one small batch is mostly noise. The cosine tail shrinks those steps; averaging the
+# weights of the last few hundred steps cancels the noise without shrinking them further.
+# `WeightAverage` keeps an exponential moving average (EMA) next to the training weights — the
+# training itself never sees it — with a half-life in steps, bias-corrected like Adam's moments so
+# that it is an exact weighted mean of the weights seen so far (after one step it equals them).
+# The training loop keeps one when `optim.ema_halflife > 0`, evaluates and saves it, and
+# `load_model_from_run` returns it.
+
+# %%
+#| export
+class WeightAverage:
+    """An exponential moving average (EMA) of a model's parameters, beside the training weights.
+
+    After the t-th ``update()`` (t = 1, 2, ...), with decay = 0.5 ** (1 / halflife_steps):
+        average <- average + (theta - average) * (1 - decay) / (1 - decay^t)
+    so step s's weights count half as much as step s + halflife_steps's, and the bias correction
+    makes the average an exact weighted mean of the weights seen (after one update it is theta).
+
+    >>> avg = WeightAverage(model, halflife_steps=200)
+    >>> loss.backward(); optimizer.step(); avg.update()
+    >>> with avg.applied():   # the model holds the averaged weights inside, its own ones after
+    ...     val_loss = evaluate(model)
+    """
+
+    def __init__(self, model: torch.nn.Module, halflife_steps: float):
+        if not halflife_steps > 0:
+            raise ValueError(f"halflife_steps must be > 0, got {halflife_steps}")
+        self.decay = 0.5 ** (1.0 / halflife_steps)
+        self.updates = 0
+        self.params = dict(model.named_parameters())  # a tied weight appears once
+        self.average = {name: p.detach().clone() for name, p in self.params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        weight = (1 - self.decay) / (1 - self.decay ** self.updates)
+        for name, p in self.params.items():
+            self.average[name].lerp_(p, weight)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        """Overwrite ``model``'s parameters (same architecture) with the average."""
+        for name, avg in self.average.items():
+            model.get_parameter(name).copy_(avg)
+
+    @contextmanager
+    def applied(self):
+        """Swap the average into the model for the duration of a ``with`` block."""
+        saved = {name: p.detach().clone() for name, p in self.params.items()}
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(self.average[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, p in self.params.items():
+                    p.copy_(saved[name])
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "average": dict(self.average)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        if set(state["average"]) != set(self.average):
+            raise ValueError(f"the saved average holds {sorted(state['average'])}, this model {sorted(self.average)}")
+        self.decay, self.updates = float(state["decay"]), int(state["updates"])
+        for name, avg in state["average"].items():
+            self.average[name].copy_(avg)
+
+
+# %% [markdown]
+# A check on a toy problem: noisy gradient steps around a minimum at 0. The weights keep jittering
+# with the step size; their average sits much closer to the minimum.
+
+# %%
+torch.manual_seed(0)
+toy = torch.nn.Linear(64, 1, bias=False)
+toy_opt = AdamW(toy.parameters(), lr=0.05, weight_decay=0.0)
+toy_avg = WeightAverage(toy, halflife_steps=100)
+for _ in range(500):
+    toy_opt.zero_grad()
+    (0.5 * (toy.weight ** 2).sum() + (toy.weight * torch.randn_like(toy.weight)).sum()).backward()  # noisy gradient of |w|^2 / 2
+    toy_opt.step()
+    toy_avg.update()
+raw_dist = toy.weight.norm().item()
+with toy_avg.applied():
+    avg_dist = toy.weight.norm().item()
+print(f"distance from the minimum: weights {raw_dist:.3f}, their average {avg_dist:.3f}")
+assert avg_dist < raw_dist / 2 and toy.weight.norm().item() == raw_dist
 
 # %% [markdown]
 # ## 5 · Gradient clipping
@@ -973,7 +1071,7 @@ import torch
 from cs336_basics.accounting import training_flops_per_token
 from cs336_basics.data import batch_at, check_device, epoch_batch_starts, load_tokens
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
-from cs336_basics.optimizer import AdamW, cosine_lr
+from cs336_basics.optimizer import AdamW, WeightAverage, cosine_lr
 from cs336_basics.serialization import read_checkpoint, save_checkpoint, unwrap_model
 
 
@@ -1013,6 +1111,8 @@ class OptimConfig:
     # learning-rate multipliers (the schedule scales them alike); see optimizer_groups
     embedding_lr_scale: float = 1.0  # token embeddings (no weight decay when this is not 1)
     head_lr_scale: float = 1.0       # lm_head (and a tied embedding matrix); no weight decay when not 1
+    ema_halflife: float = 0.0  # > 0: also keep an average of the weights (WeightAverage, half-life in
+                               # steps); validation logs it as val/ema_loss, load_model_from_run uses it
 
 
 @dataclass
@@ -1090,7 +1190,7 @@ _POSITIVE = {("model", k) for k in ("vocab_size", "context_length", "d_model", "
     ("run", "eval_batches"), ("run", "checkpoint_every"),
 }
 _NON_NEGATIVE = {("model", "d_ff"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
-                 ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"),
+                 ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"), ("optim", "ema_halflife"),
                  ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
                  ("schedule", "min_lr_ratio"), ("run", "num_threads"), ("run", "peak_flops"),
                  ("run", "loss_chunk_rows")}
@@ -1396,6 +1496,10 @@ def set_rng_state(state: dict[str, Any], batch_rng: np.random.Generator) -> None
 # * **A non-finite loss** raises `TrainingDiverged`; nothing is saved after the last good checkpoint.
 # * **Resume** restores the model, AdamW, the step, the RNG states and the clock, and drops any
 #   metrics lines logged after the checkpoint, so a resumed run continues the same curve.
+# * **The weight average** (`optim.ema_halflife > 0`): updated after every optimizer step,
+#   validated next to the weights themselves (`val/ema_loss`), saved in every checkpoint (`"ema"`,
+#   restored on resume), and it is the model `load_model_from_run` returns — so evaluation, samples
+#   and `cs336 generate` use it.
 
 # %%
 #| export
@@ -1566,6 +1670,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     model = TransformerLM(**model_kwargs(m), device=device)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = AdamW(optimizer_groups(model, o), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    averager = WeightAverage(model, o.ema_halflife) if o.ema_halflife > 0 else None
     # every rank draws the same global batch of starts and reads its own slice of it
     batch_rng = np.random.default_rng(r.seed)
     val_rng = np.random.default_rng([r.seed, 1])
@@ -1586,6 +1691,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 f"the checkpoint's optimizer state does not fit this optimizer ({err}); it was written by an "
                 "older version of the training loop: start a new run (a new run.out_dir) instead of --resume"
             ) from err
+        if averager is not None and "ema" in ckpt:  # (a run that turns the average on later starts it here)
+            averager.load_state_dict(ckpt["ema"])
         start_step = int(ckpt["iteration"])
         wall_offset = float(ckpt.get("wallclock_s", 0.0))
         set_rng_state(ckpt["rng"], batch_rng)
@@ -1629,6 +1736,15 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
             wandb_run.log(record, step=record["step"])
 
     @torch.no_grad()
+    def evaluate_all() -> dict[str, float]:
+        val = evaluate()
+        record = {"val/loss": val, "val/ppl": perplexity(val)}
+        if averager is not None:
+            with averager.applied():
+                record["val/ema_loss"] = evaluate()
+        return record
+
+    @torch.no_grad()
     def evaluate() -> float:
         raw_model.eval()
         total = torch.zeros((), device=device)
@@ -1646,6 +1762,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
         rng = rng_state(batch_rng) | {"batches": batch_state}
         extra = dict(config=dataclasses.asdict(config), rng=rng, wallclock_s=wall,
                      tokens=step * tokens_per_step, n_params=n_params)
+        if averager is not None:
+            extra["ema"] = averager.state_dict()
         save_checkpoint(raw_model, optimizer, step, latest, **extra)
         if r.keep_checkpoints:
             save_checkpoint(raw_model, optimizer, step, ckpt_dir / f"step_{step}.pt", **extra)
@@ -1654,8 +1772,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     t_start = time.perf_counter()
     wall = lambda: wall_offset + time.perf_counter() - t_start  # noqa: E731
     if start_step == 0:
-        val = evaluate()
-        log({"step": 0, "tokens": 0, "val/loss": val, "val/ppl": perplexity(val), "wallclock_s": wall()})
+        log({"step": 0, "tokens": 0, **evaluate_all(), "wallclock_s": wall()})
     bar = tqdm(total=s.max_steps, initial=start_step, disable=not (d.is_main and r.progress),
                file=sys.stderr, dynamic_ncols=True, unit="step")
     window: list[torch.Tensor] = []
@@ -1684,6 +1801,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 loss.backward()
                 norms.append(clip_gradients(raw_model.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf))
                 optimizer.step()
+                if averager is not None:
+                    averager.update()
                 window.append(loss.detach())
                 completed = it = step + 1
                 batch_state = batch_rng.bit_generator.state
@@ -1713,8 +1832,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                               "grad_norm": torch.stack(norms).mean().item(), "tok_per_s": tok_s,
                               "mfu": tok_s * fpt / peak, "wallclock_s": wall()}
                     if last or it % r.eval_every == 0:
-                        val = evaluate()
-                        record |= {"val/loss": val, "val/ppl": perplexity(val)}
+                        record |= evaluate_all()
                     log(record)
                     bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
                     if last or it % r.checkpoint_every == 0 or stop_now:
@@ -1747,8 +1865,13 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
 
 # %%
 #| export
-def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device | None = None):
-    """(model in eval mode with the latest checkpoint's weights, its TrainConfig)."""
+def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device | None = None,
+                        average: bool = True):
+    """(model in eval mode with the latest checkpoint's weights, its TrainConfig).
+
+    When the run kept an average of its weights (optim.ema_halflife > 0) the model gets the
+    average, unless ``average=False``.
+    """
     from cs336_basics.model import TransformerLM
 
     run_dir = Path(run_dir)
@@ -1759,7 +1882,11 @@ def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device |
     config = load_config(config_path)
     dev = resolve_device(str(device) if device is not None else "auto")
     model = TransformerLM(**model_kwargs(config.model), device=dev)
-    model.load_state_dict(read_checkpoint(ckpt_path, map_location=dev)["model"])
+    ckpt = read_checkpoint(ckpt_path, map_location=dev)
+    model.load_state_dict(ckpt["model"])
+    if average and "ema" in ckpt:
+        for name, weights in ckpt["ema"]["average"].items():
+            model.get_parameter(name).data.copy_(weights)
     return model.eval(), config
 
 

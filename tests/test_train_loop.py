@@ -87,6 +87,7 @@ def test_config_round_trips_through_toml(tmp_path):
     (["run.compile=yes"], "run.compile must be true or false"),
     (["schedule.max_steps=0"], "schedule.max_steps must be > 0"),
     (["optim.beta2=1.0"], "optim.beta2 must be in \\[0, 1\\)"),
+    (["optim.ema_halflife=-5"], "optim.ema_halflife must be >= 0"),
     (["run.precision=fp8"], "run.precision = 'fp8' is not one of auto, bf16, fp32"),
     (["lr=3"], "must look like section.key=value"),
     (["optim.lr"], "must look like section.key=value"),
@@ -272,6 +273,48 @@ def test_epoch_sampler_feeds_the_loop_and_resumes_exactly(token_files, tmp_path,
     monkeypatch.undo()
     train(cfg, resume=True)
     assert train_losses(full) == train_losses(tmp_path / "split")
+
+
+def test_weight_average_is_validated_saved_resumed_and_loaded(token_files, tmp_path, monkeypatch):
+    common = ("schedule.max_steps=10", "run.log_every=1", "run.eval_every=5", "run.checkpoint_every=100",
+              "run.deterministic=true", "optim.ema_halflife=3", "optim.lr=1e-2")
+    full = train(smoke_config(token_files, tmp_path / "full", *common))
+    records = read_metrics(full)
+    vals = [r for r in records if "val/loss" in r]
+    assert [r["step"] for r in vals] == [0, 5, 10] and all("val/ema_loss" in r for r in vals)
+    assert vals[0]["val/ema_loss"] == vals[0]["val/loss"]       # before any step: the same weights
+    assert vals[-1]["val/ema_loss"] != vals[-1]["val/loss"]
+    ckpt = read_checkpoint(full / "checkpoints" / "latest.pt")
+    assert ckpt["ema"]["updates"] == 10
+
+    # the averaged weights are what load_model_from_run returns, and they score val/ema_loss
+    averaged, cfg = load_model_from_run(full)
+    trained, _ = load_model_from_run(full, average=False)
+    assert all(torch.equal(trained.get_parameter(n), ckpt["model"][n]) for n, _ in trained.named_parameters())
+    assert all(torch.equal(averaged.get_parameter(n), w) for n, w in ckpt["ema"]["average"].items())
+    valid = np.load(token_files / "valid.npy")
+    starts = np.random.default_rng([cfg.run.seed, 1]).integers(0, len(valid) - 16, size=(2, 8))
+    with torch.no_grad():
+        val = np.mean([cross_entropy(averaged(x), y).item() for x, y in (train_mod.batch_at(valid, s, 16) for s in starts)])
+    assert val == pytest.approx(vals[-1]["val/ema_loss"], rel=1e-5)
+
+    # an interrupted run resumes its average exactly
+    cfg = smoke_config(token_files, tmp_path / "split", *common)
+    _interrupt_after(monkeypatch, 4, "signal")
+    with pytest.raises(TrainingInterrupted):
+        train(cfg)
+    monkeypatch.undo()
+    train(cfg, resume=True)
+    split = read_metrics(tmp_path / "split")
+    assert [r.get("val/ema_loss") for r in split if "val/loss" in r] == [r["val/ema_loss"] for r in vals]
+    resumed = read_checkpoint(tmp_path / "split" / "checkpoints" / "latest.pt")["ema"]
+    assert all(torch.equal(resumed["average"][n], w) for n, w in ckpt["ema"]["average"].items())
+
+
+def test_without_the_weight_average_nothing_changes(token_files, tmp_path):
+    run_dir = train(smoke_config(token_files, tmp_path / "r", "schedule.max_steps=3", "run.eval_every=3"))
+    assert not any("val/ema_loss" in r for r in read_metrics(run_dir))
+    assert "ema" not in read_checkpoint(run_dir / "checkpoints" / "latest.pt")
 
 
 def test_epoch_sampler_with_too_little_data_fails_before_training(token_files, tmp_path):

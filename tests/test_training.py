@@ -12,7 +12,7 @@ import torch.nn.functional as F  # oracle only
 from cs336_basics.data import epoch_batch_starts, get_batch, load_tokens
 from cs336_basics.model import TransformerLM
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
-from cs336_basics.optimizer import AdamW, cosine_lr
+from cs336_basics.optimizer import AdamW, WeightAverage, cosine_lr
 from cs336_basics.serialization import load_checkpoint, read_checkpoint, save_checkpoint
 
 
@@ -202,6 +202,70 @@ def test_adamw_rejects_bad_hyperparameters():
                      (dict(weight_decay=-0.1), "weight_decay")):
         with pytest.raises(ValueError, match=word):
             AdamW(p, **kw)
+
+
+# ---------------------------------------------------------------- weight average (EMA)
+def test_weight_average_is_the_bias_corrected_ema_of_the_weights():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    avg = WeightAverage(model, halflife_steps=3)
+    decay = 0.5 ** (1 / 3)
+    history = []
+    for _ in range(7):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        history.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        avg.update()
+    # the closed form: weights decay^(t - s) over the seen steps, normalised to sum to 1
+    weights = torch.tensor([decay ** (len(history) - 1 - s) for s in range(len(history))], dtype=torch.float64)
+    weights /= weights.sum()
+    for name in avg.average:
+        expected = sum(w * h[name].double() for w, h in zip(weights, history))
+        torch.testing.assert_close(avg.average[name].double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_average_first_update_is_the_weights_and_applied_swaps_back():
+    model = torch.nn.Linear(3, 2)
+    avg = WeightAverage(model, halflife_steps=100)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    avg.update()
+    torch.testing.assert_close(avg.average["weight"], torch.full((2, 3), 2.0))  # not pulled to the init
+    with torch.no_grad():
+        model.weight.fill_(4.0)
+    avg.update()
+    inside = None
+    with avg.applied():
+        inside = model.weight.detach().clone()
+    assert torch.all((inside > 2.0) & (inside < 4.0))     # the average, between the two
+    assert torch.equal(model.weight, torch.full((2, 3), 4.0))  # and the training weights are back
+    with pytest.raises(RuntimeError), avg.applied():          # also after an error inside the block
+        raise RuntimeError
+    assert torch.equal(model.weight, torch.full((2, 3), 4.0))
+
+
+def test_weight_average_state_dict_round_trip_tied_weights_and_errors():
+    lm = TransformerLM(vocab_size=32, context_length=8, d_model=16, num_layers=1, num_heads=2, d_ff=32,
+                       tie_embeddings=True)
+    avg = WeightAverage(lm, halflife_steps=10)
+    assert "lm_head.weight" not in avg.average or "token_embeddings.weight" not in avg.average  # tied: once
+    with torch.no_grad():
+        for p in lm.parameters():
+            p.mul_(0.5)
+    avg.update(); avg.update()
+    other = WeightAverage(lm, halflife_steps=99)
+    other.load_state_dict(avg.state_dict())
+    assert other.updates == 2 and other.decay == avg.decay
+    assert all(torch.equal(other.average[n], avg.average[n]) for n in avg.average)
+    fresh = TransformerLM(vocab_size=32, context_length=8, d_model=16, num_layers=1, num_heads=2, d_ff=32,
+                          tie_embeddings=True)
+    avg.copy_to(fresh)
+    assert all(torch.equal(fresh.get_parameter(n), avg.average[n]) for n in avg.average)
+    with pytest.raises(ValueError, match="halflife_steps"):
+        WeightAverage(lm, halflife_steps=0)
+    with pytest.raises(ValueError, match="saved average"):
+        WeightAverage(torch.nn.Linear(2, 2), 5).load_state_dict(avg.state_dict())
 
 
 # ---------------------------------------------------------------- cosine schedule
