@@ -224,8 +224,15 @@ def run_pipeline(
 
     def evaluate() -> str:
         scores = evaluate_run(out, valid_npy, valid_txt, max_tokens=max_eval_tokens, progress=progress)
+        note = ""
+        if scores["weights"] == "average":  # also score the trained weights themselves, for comparison
+            trained = evaluate_run(out, valid_npy, valid_txt, max_tokens=max_eval_tokens, progress=progress,
+                                   average=False)
+            scores |= {"trained_val_loss": trained["val_loss"], "trained_bits_per_byte": trained["bits_per_byte"]}
+            note = f"; weight average (trained weights: {trained['bits_per_byte']:.4f})"
         _write_atomic(eval_json, json.dumps(scores, indent=2) + "\n")
-        return f"val loss {scores['val_loss']:.4f}, ppl {scores['val_ppl']:.2f}, {scores['bits_per_byte']:.4f} bits/byte"
+        return (f"val loss {scores['val_loss']:.4f}, ppl {scores['val_ppl']:.2f}, "
+                f"{scores['bits_per_byte']:.4f} bits/byte{note}")
 
     stage("evaluate", [eval_json], [latest, valid_npy, valid_txt], evaluate)
     report.eval = json.loads(eval_json.read_text(encoding="utf-8"))
@@ -294,9 +301,12 @@ def _checkpoint_step(path: Path) -> int | None:
 
 
 def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, batch_size: int = 16,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, average: bool = True) -> dict:
     """Mean validation loss over consecutive non-overlapping windows (up to ``max_tokens`` predicted
     tokens), perplexity, and bits per byte = loss x (tokens / bytes of valid_txt) / ln 2.
+
+    The model is the one ``load_model_from_run`` gives: the run's weight average when it kept one
+    (optim.ema_halflife > 0; ``"weights": "average"``) unless ``average=False``.
 
     Each window of context_length + 1 tokens predicts its last context_length tokens, so every
     token of the file (but the first) is predicted once, as in a document read in pieces.
@@ -309,7 +319,7 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
     from cs336_basics.nn_utils import cross_entropy
     from cs336_basics.train import autocast_dtype, load_model_from_run
 
-    model, config = load_model_from_run(run_dir)
+    model, config = load_model_from_run(run_dir, average=average)
     device = next(model.parameters()).device
     tokens = np.load(valid_npy, mmap_mode="r")
     ctx = config.model.context_length
@@ -342,6 +352,7 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
         "valid_bytes": int(n_bytes),
         "bytes_per_token": n_bytes / len(tokens),
         "step": _checkpoint_step(Path(run_dir) / "checkpoints" / "latest.pt"),
+        "weights": "average" if average and config.optim.ema_halflife > 0 else "trained",
     }
 
 
@@ -406,7 +417,8 @@ def format_report(report: PipelineReport, sample_chars: int = 600) -> str:
     if e:
         lines.append(f"validation: loss {e['val_loss']:.4f} nats/token, perplexity {e['val_ppl']:.2f}, "
                      f"{e['bits_per_byte']:.4f} bits/byte ({e['eval_tokens']:,} tokens, "
-                     f"{e['bytes_per_token']:.2f} bytes/token)")
+                     f"{e['bytes_per_token']:.2f} bytes/token"
+                     + (", the weight average" if e.get("weights") == "average" else "") + ")")
     if report.sample:
         sample = report.sample if len(report.sample) <= sample_chars else report.sample[:sample_chars] + " ..."
         lines += ["sample:", sample]

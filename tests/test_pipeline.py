@@ -68,6 +68,7 @@ def test_pipeline_writes_every_output(smoke_run):
     assert scores["bits_per_byte"] == pytest.approx(
         scores["val_loss"] * scores["valid_tokens"] / scores["valid_bytes"] / math.log(2))
     assert scores["valid_bytes"] == (data / "valid.txt").stat().st_size
+    assert scores["weights"] == "trained" and "trained_val_loss" not in scores
     samples = (out / "samples.txt").read_text()
     assert samples.startswith("### prompt 'Once upon a time'") and "\nOnce upon a time" in samples
     assert (out / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
@@ -88,6 +89,22 @@ def test_evaluation_matches_torch_cross_entropy_over_the_same_windows(smoke_run)
     scores = evaluate_run(out, out / "tokens" / "valid.npy", out.parent / "data" / "valid.txt")
     assert scores["eval_tokens"] == n * ctx
     assert scores["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_run_with_a_weight_average_is_scored_on_it_and_on_the_trained_weights(tmp_path, capsys):
+    data = write_corpus(tmp_path / "data", n_train=200, n_valid=30)
+    out = tmp_path / "run"
+    status, stdout, _ = run_cli(capsys, "pipeline", "--preset", "smoke", "--data", data, "--out", out, *SMALL,
+                                "--set", "schedule.max_steps=12", "--set", "optim.ema_halflife=4")
+    assert status == 0
+    scores = json.loads((out / "eval.json").read_text())
+    assert scores["weights"] == "average"
+    valid = (out / "tokens" / "valid.npy", data / "valid.txt")
+    assert scores["val_loss"] == pytest.approx(evaluate_run(out, *valid)["val_loss"])
+    trained = evaluate_run(out, *valid, average=False)
+    assert trained["weights"] == "trained" and scores["trained_val_loss"] == pytest.approx(trained["val_loss"])
+    assert scores["trained_val_loss"] != scores["val_loss"]
+    assert "the weight average" in stdout and "trained weights:" in stdout
 
 
 def test_rerun_skips_every_stage_then_resumes_a_longer_run(smoke_run, capsys):
