@@ -602,9 +602,11 @@ class WeightAverage:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a saved average. The decay stays this object's own: a run resumed with
+        another half-life averages on with the new one."""
         if set(state["average"]) != set(self.average):
             raise ValueError(f"the saved average holds {sorted(state['average'])}, this model {sorted(self.average)}")
-        self.decay, self.updates = float(state["decay"]), int(state["updates"])
+        self.updates = int(state["updates"])
         for name, avg in state["average"].items():
             self.average[name].copy_(avg)
 
