@@ -577,12 +577,6 @@ class WeightAverage:
         for name, p in self.params.items():
             self.average[name].lerp_(p, weight)
 
-    @torch.no_grad()
-    def copy_to(self, model: torch.nn.Module) -> None:
-        """Overwrite ``model``'s parameters (same architecture) with the average."""
-        for name, avg in self.average.items():
-            model.get_parameter(name).copy_(avg)
-
     @contextmanager
     def applied(self):
         """Swap the average into the model for the duration of a ``with`` block."""
