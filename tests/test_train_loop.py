@@ -69,6 +69,15 @@ def train_losses(run_dir):
     return {r["step"]: r["train/loss"] for r in read_metrics(run_dir) if "train/loss" in r}
 
 
+def _fixed_validation_loss(model, cfg, token_files):
+    """The loss of ``model`` on the loop's fixed validation batches (drawn from [seed, 1])."""
+    valid = np.load(token_files / "valid.npy")
+    ctx, batch = cfg.model.context_length, cfg.data.batch_size
+    starts = np.random.default_rng([cfg.run.seed, 1]).integers(0, len(valid) - ctx, size=(cfg.run.eval_batches, batch))
+    with torch.no_grad():
+        return np.mean([cross_entropy(model(x), y).item() for x, y in (train_mod.batch_at(valid, s, ctx) for s in starts)])
+
+
 # ---------------------------------------------------------------- configs
 def test_config_round_trips_through_toml(tmp_path):
     cfg = load_config(SMOKE, ["optim.lr=0.01", "run.compile=true", "run.out_dir=runs/2024", "model.d_ff=0"])
@@ -200,12 +209,7 @@ def test_train_writes_metrics_checkpoints_and_learns(token_files, tmp_path):
     # the trained model comes back in eval mode and reproduces the final validation loss
     model, cfg2 = load_model_from_run(run_dir)
     assert not model.training and cfg2 == cfg
-    valid = np.load(token_files / "valid.npy")
-    starts = np.random.default_rng([cfg.run.seed, 1]).integers(0, len(valid) - 16, size=(2, 8))
-    with torch.no_grad():
-        val = np.mean([cross_entropy(*(lambda xy: (model(xy[0]), xy[1]))(train_mod.batch_at(valid, s, 16))).item()
-                       for s in starts])
-    assert val == pytest.approx(records[-1]["val/loss"], rel=1e-5)
+    assert _fixed_validation_loss(model, cfg, token_files) == pytest.approx(records[-1]["val/loss"], rel=1e-5)
 
 
 def _interrupt_after(monkeypatch, n_calls, how):
@@ -223,6 +227,15 @@ def _interrupt_after(monkeypatch, n_calls, how):
         return real(*args, **kw)
 
     monkeypatch.setattr(train_mod, "batch_at", batch_at)
+
+
+def _stopped_at_step_then_resumed(cfg, monkeypatch, step):
+    """Train ``cfg``, press Ctrl-C during step ``step`` (the step finishes and is saved), resume to the end."""
+    _interrupt_after(monkeypatch, step, "signal")
+    with pytest.raises(TrainingInterrupted):
+        train(cfg)
+    monkeypatch.undo()
+    return train(cfg, resume=True)
 
 
 @pytest.mark.parametrize("how", ["signal", "exception"])
@@ -266,12 +279,7 @@ def test_epoch_sampler_feeds_the_loop_and_resumes_exactly(token_files, tmp_path,
     for step, starts in enumerate(seen):
         np.testing.assert_array_equal(starts, epoch_batch_starts(n, 16, 8, step, seed=5))
 
-    cfg = smoke_config(token_files, tmp_path / "split", *common)
-    _interrupt_after(monkeypatch, 4, "signal")
-    with pytest.raises(TrainingInterrupted):
-        train(cfg)
-    monkeypatch.undo()
-    train(cfg, resume=True)
+    _stopped_at_step_then_resumed(smoke_config(token_files, tmp_path / "split", *common), monkeypatch, 4)
     assert train_losses(full) == train_losses(tmp_path / "split")
 
 
@@ -292,19 +300,10 @@ def test_weight_average_is_validated_saved_resumed_and_loaded(token_files, tmp_p
     trained, _ = load_model_from_run(full, average=False)
     assert all(torch.equal(trained.get_parameter(n), ckpt["model"][n]) for n, _ in trained.named_parameters())
     assert all(torch.equal(averaged.get_parameter(n), w) for n, w in ckpt["ema"]["average"].items())
-    valid = np.load(token_files / "valid.npy")
-    starts = np.random.default_rng([cfg.run.seed, 1]).integers(0, len(valid) - 16, size=(2, 8))
-    with torch.no_grad():
-        val = np.mean([cross_entropy(averaged(x), y).item() for x, y in (train_mod.batch_at(valid, s, 16) for s in starts)])
-    assert val == pytest.approx(vals[-1]["val/ema_loss"], rel=1e-5)
+    assert _fixed_validation_loss(averaged, cfg, token_files) == pytest.approx(vals[-1]["val/ema_loss"], rel=1e-5)
 
     # an interrupted run resumes its average exactly
-    cfg = smoke_config(token_files, tmp_path / "split", *common)
-    _interrupt_after(monkeypatch, 4, "signal")
-    with pytest.raises(TrainingInterrupted):
-        train(cfg)
-    monkeypatch.undo()
-    train(cfg, resume=True)
+    _stopped_at_step_then_resumed(smoke_config(token_files, tmp_path / "split", *common), monkeypatch, 4)
     split = read_metrics(tmp_path / "split")
     assert [r.get("val/ema_loss") for r in split if "val/loss" in r] == [r["val/ema_loss"] for r in vals]
     resumed = read_checkpoint(tmp_path / "split" / "checkpoints" / "latest.pt")["ema"]
