@@ -228,12 +228,12 @@ def _add_generate(sub) -> None:
 
 def _check_sampling_args(tokens_flag: str, tokens: int, temperature: float, top_p: float) -> None:
     """Reject bad sampling settings before any work (generate, and pipeline before it trains)."""
-    if tokens < 0:
-        raise CLIError(f"{tokens_flag} must be >= 0, got {tokens}")
-    if temperature < 0:
-        raise CLIError(f"--temperature must be >= 0 (0 is greedy), got {temperature}")
-    if not 0 < top_p <= 1:
-        raise CLIError(f"--top-p must be in (0, 1], got {top_p}")
+    from cs336_basics.pipeline import check_sampling_options
+
+    try:
+        check_sampling_options(tokens, temperature, top_p, tokens_flag)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
 
 
 def _run_generate(args) -> int:
@@ -308,7 +308,8 @@ def _run_pipeline(args) -> int:
         report = run_pipeline(args.preset, args.data, args.out, args.overrides,
                               prompts=args.prompts or DEFAULT_PROMPTS, sample_tokens=args.sample_tokens,
                               temperature=args.temperature, top_p=args.top_p)
-    except (PipelineError, TrainingDiverged, FileNotFoundError) as err:
+    # ValueError: bad data or settings found while training (token ids out of range, a corrupt checkpoint)
+    except (PipelineError, TrainingDiverged, FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from None
     except TrainingInterrupted as err:
         print(f"cs336 pipeline: interrupted at step {err.step}; checkpoint saved to {err.checkpoint}; "

@@ -15,12 +15,19 @@ Stages, and what each leaves in the run directory OUT:
 5. ``samples``    text from the trained model                  -> OUT/samples.txt
 6. ``plot``       train/val loss vs step and wallclock          -> OUT/learning_curves.png
 
-Like ``make``, a stage is skipped when its outputs exist and are newer than its inputs, so a
-re-run after an interruption picks up where it stopped. Every file is written atomically.
+One process writes a run folder at a time (``runs.run_lock``: a second pipeline or ``cs336 train``
+into the same folder stops at once). A stage is skipped when ``OUT/stages.json`` records that it
+finished with the same inputs (size and content hash), the same options and outputs still as
+written, so a re-run after an interruption picks up where it stopped, and nothing is skipped on
+the strength of timestamps. When the data, the tokenizer's or the training's settings differ from
+what made the folder, the pipeline refuses before touching anything and names what changed; the
+cheap stages after training (evaluate, samples, plot) are simply redone with the new options.
+Every file is written atomically.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -30,7 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from cs336_basics.files import atomic_write, describe_os_error
+from cs336_basics.runs import RunInUse, StageRecords, run_lock
+
 END_OF_TEXT = "<|endoftext|>"
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 DEFAULT_DATA = Path("data") / "tinystories"
 DEFAULT_PROMPTS = ("Once upon a time", "")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -65,20 +76,6 @@ def find_preset(preset: str) -> Path:
     known = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.toml"))
     raise PipelineError(f"no preset {preset!r}: looked for {', '.join(map(str, candidates))}; "
                         f"known presets: {', '.join(known) or '(none)'}, or pass a path to a .toml file")
-
-
-def _newer(outputs: Sequence[Path], inputs: Sequence[Path]) -> bool:
-    """All outputs exist and none is older than any input (make's rule)."""
-    if not all(p.exists() for p in outputs):
-        return False
-    oldest_out = min(p.stat().st_mtime for p in outputs)
-    return all(p.stat().st_mtime <= oldest_out for p in inputs if p.exists())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def run_pipeline(
@@ -123,6 +120,8 @@ def run_pipeline(
         if path.stat().st_size == 0:
             raise PipelineError(f"{path} is empty; the pipeline needs text to train and validate on")
 
+    if out_dir is not None and not str(out_dir).strip():
+        raise PipelineError("--out is empty; name the run folder (default: runs/PRESET)")
     out = Path(out_dir) if out_dir is not None else Path("runs") / name
     tok_dir, tokens_dir = out / "tokenizer", out / "tokens"
     train_npy, valid_npy = tokens_dir / "train.npy", tokens_dir / "valid.npy"
@@ -130,31 +129,95 @@ def run_pipeline(
                           f"data.tokenizer={tok_dir}", f"run.out_dir={out}"] + ([] if progress else ["run.progress=false"])
     try:
         config = load_config(preset_path, [*pipeline_overrides, *overrides])
-    except ConfigError as err:
+        check_sampling_options(sample_tokens, temperature, top_p)
+    except (ConfigError, ValueError) as err:
         raise PipelineError(str(err)) from None
     vocab_size = config.model.vocab_size
     if vocab_size < 256 + 1:
         raise PipelineError(
             f"model.vocab_size = {vocab_size} leaves no room for the 256 bytes and {END_OF_TEXT}; "
             f"add --set model.vocab_size=N with N >= 257 (a few hundred more gives BPE merges to learn)")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(out):
+            return _run_stages(out, config, preset_path, data_dir, prompts, sample_tokens, temperature, top_p,
+                               seed, max_eval_tokens, say, progress)
+    except RunInUse as err:
+        raise PipelineError(str(err)) from None
+    except OSError as err:
+        if err.errno in WRITE_ERRNOS:
+            raise PipelineError(describe_os_error(err)) from None
+        raise
+
+
+# Settings that change how a run is carried out, not what it computes: a resumed run may change them.
+# (schedule.max_steps is handled apart: more steps resume a finished run, as a longer schedule.)
+HOW_TO_RUN = {"run.progress", "run.num_threads", "run.device", "run.wandb", "run.wandb_project",
+              "run.wandb_mode", "run.peak_flops", "run.out_dir", "schedule.max_steps",
+              "data.train_tokens", "data.valid_tokens", "data.tokenizer"}
+
+
+def training_options(config) -> dict:
+    """The run's settings as ``{"section.key": value}``, less those in HOW_TO_RUN."""
+    import dataclasses
+
+    flat = {f"{section}.{key}": value for section, values in dataclasses.asdict(config).items()
+            for key, value in values.items()}
+    return {key: value for key, value in flat.items() if key not in HOW_TO_RUN}
+
+
+def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, sample_tokens, temperature,
+                top_p, seed, max_eval_tokens, say, progress) -> PipelineReport:
+    """The stages, with ``out`` locked. See the module docstring."""
+    from cs336_basics.train import ConfigError
+
+    name, vocab_size = preset_path.stem, config.model.vocab_size
+    train_txt, valid_txt = data_dir / "train.txt", data_dir / "valid.txt"
+    tok_dir, tokens_dir = out / "tokenizer", out / "tokens"
+    train_npy, valid_npy = tokens_dir / "train.npy", tokens_dir / "valid.npy"
+    latest = out / "checkpoints" / "latest.pt"
+    try:
+        records = StageRecords(out)
+    except ValueError as err:
+        raise PipelineError(str(err)) from None
     report = PipelineReport(out)
 
-    def stage(label: str, outputs: Sequence[Path], inputs: Sequence[Path], work: Callable[[], str]) -> None:
-        if _newer(outputs, inputs):
+    # What each stage reads and is told: (inputs, options)
+    tokenizer_io = ({"train.txt": train_txt}, {"vocab_size": vocab_size, "special_tokens": [END_OF_TEXT]})
+    tokenize_io = ({"train.txt": train_txt, "valid.txt": valid_txt, "tokenizer": tok_dir}, {})
+    train_io = ({"train.npy": train_npy, "valid.npy": valid_npy}, training_options(config))
+
+    # ---- refuse up front, before anything is overwritten, when the folder holds other work
+    started = [p for p in (out / "config.toml", latest) if p.exists()]
+    if started and "train" not in records:
+        raise PipelineError(
+            f"{out} holds a run with no record of what made it ({started[0].name}; written by `cs336 train` or "
+            f"an older cs336); use another --out, or delete {out} to start fresh")
+    # (a stage that never finished is simply run; one that finished with other inputs is not redone,
+    # since the stages after it were made from its outputs)
+    for stage_name, (inputs, options) in (("tokenizer", tokenizer_io), ("tokenize", tokenize_io), ("train", train_io)):
+        if stage_name not in records or (stage_name == "train" and not latest.exists()):
+            continue  # (a run whose checkpoints were deleted trains again from the start)
+        if changed := records.changes(stage_name, inputs, options):
+            raise PipelineError(
+                f"{out} was made with other data or settings for its {stage_name} stage ({'; '.join(changed)}); "
+                f"use another --out, or delete {out} to start fresh")
+
+    def stage(label: str, io: tuple[dict, dict], outputs: Sequence[Path], work: Callable[[], str]) -> None:
+        inputs, options = io
+        if not records.changes(label, inputs, options, outputs):
             say(f"[{label}] skipped: {', '.join(str(p) for p in outputs[:2])} up to date")
             report.stages.append(StageResult(label, None, "skipped"))
             return
+        records.forget(label)
         say(f"[{label}] ...")
         start = time.perf_counter()
         note = work()
         seconds = time.perf_counter() - start
+        records.record(label, inputs, options, outputs)
         say(f"[{label}] done in {seconds:.1f} s{': ' + note if note else ''}")
         report.stages.append(StageResult(label, seconds, note))
 
     # ---- 1. tokenizer
-    tok_files = [tok_dir / "vocab.json", tok_dir / "merges.txt", tok_dir / "special_tokens.json"]
-
     def train_tokenizer() -> str:
         from cs336_basics.bpe import train_bpe
         from cs336_basics.tokenizer import Tokenizer
@@ -163,14 +226,11 @@ def run_pipeline(
         Tokenizer(vocab, merges, special_tokens=[END_OF_TEXT]).save(tok_dir)
         return f"{len(vocab)} tokens, {len(merges)} merges"
 
-    stage("tokenizer", tok_files, [train_txt], train_tokenizer)
+    stage("tokenizer", tokenizer_io, [tok_dir], train_tokenizer)
 
     from cs336_basics.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(tok_dir)
-    if tokenizer.vocab_size > vocab_size:
-        raise PipelineError(f"{tok_dir} holds {tokenizer.vocab_size} tokens but model.vocab_size = {vocab_size}; "
-                            f"delete {tok_dir} (and {tokens_dir}) to train a new tokenizer, or use another --out")
 
     # ---- 2. token files
     def tokenize() -> str:
@@ -183,31 +243,23 @@ def run_pipeline(
             counts.append(_count_tokens(npy))
         return f"{counts[0]:,} train and {counts[1]:,} valid tokens"
 
-    stage("tokenize", [train_npy, valid_npy], [train_txt, valid_txt, *tok_files], tokenize)
+    stage("tokenize", tokenize_io, [train_npy, valid_npy], tokenize)
+    context = config.model.context_length
+    for txt, npy in ((train_txt, train_npy), (valid_txt, valid_npy)):
+        if (n := _count_tokens(npy)) <= context:
+            raise PipelineError(f"{txt} is too short: {n} tokens, fewer than model.context_length + 1 = "
+                                f"{context + 1}; use a longer {txt.name} (or a smaller --set model.context_length)")
 
-    # ---- 3. train (resumes an unfinished run; starts over only if asked to by deleting the run)
-    latest = out / "checkpoints" / "latest.pt"
+    # ---- 3. train (resumes an unfinished run, or a finished one asked for more steps)
     done_step = _checkpoint_step(latest)
-    if done_step is not None and (out / "config.toml").is_file():
-        import dataclasses
-
-        before = load_config(out / "config.toml")
-        if before.model != config.model:
-            changed = {k: (v, getattr(config.model, k)) for k, v in dataclasses.asdict(before.model).items()
-                       if getattr(config.model, k) != v}
-            raise PipelineError(
-                f"{out} holds a run of another model ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}); "
-                "use a new --out, or delete the run's checkpoints to train this one there")
-    if done_step is not None and done_step >= config.schedule.max_steps and _newer([latest], [train_npy, valid_npy]):
+    if done_step is not None and done_step >= config.schedule.max_steps and not records.changes("train", *train_io, [latest]):
         say(f"[train] skipped: {latest} is at step {done_step} of {config.schedule.max_steps}")
         report.stages.append(StageResult("train", None, "skipped"))
     else:
-        if done_step is not None and not _newer([latest], [train_npy, valid_npy]):
-            raise PipelineError(f"{latest} is older than the token files it should have been trained on; "
-                                f"delete {out / 'checkpoints'} to train again")
         from cs336_basics.train import train
 
         resume = done_step is not None
+        records.record("train", *train_io)  # what this run trains on, kept from its first step
         say(f"[train] {'resuming at step ' + str(done_step) if resume else 'training'} "
             f"({config.schedule.max_steps} steps, {preset_path})")
         start = time.perf_counter()
@@ -216,6 +268,7 @@ def run_pipeline(
         except ConfigError as err:
             raise PipelineError(str(err)) from None
         seconds = time.perf_counter() - start
+        records.record("train", *train_io, [latest])
         say(f"[train] done in {seconds:.1f} s")
         report.stages.append(StageResult("train", seconds, "resumed" if resume else ""))
 
@@ -230,11 +283,12 @@ def run_pipeline(
                                    average=False)
             scores |= {"trained_val_loss": trained["val_loss"], "trained_bits_per_byte": trained["bits_per_byte"]}
             note = f"; weight average (trained weights: {trained['bits_per_byte']:.4f})"
-        _write_atomic(eval_json, json.dumps(scores, indent=2) + "\n")
+        atomic_write(eval_json, json.dumps(scores, indent=2) + "\n")
         return (f"val loss {scores['val_loss']:.4f}, ppl {scores['val_ppl']:.2f}, "
                 f"{scores['bits_per_byte']:.4f} bits/byte{note}")
 
-    stage("evaluate", [eval_json], [latest, valid_npy, valid_txt], evaluate)
+    checkpoint_and_valid = {"latest.pt": latest, "valid.npy": valid_npy, "valid.txt": valid_txt}
+    stage("evaluate", (checkpoint_and_valid, {"max_eval_tokens": max_eval_tokens}), [eval_json], evaluate)
     report.eval = json.loads(eval_json.read_text(encoding="utf-8"))
 
     # ---- 5. samples
@@ -242,23 +296,37 @@ def run_pipeline(
 
     def write_samples() -> str:
         text = sample_run(out, tokenizer, prompts, sample_tokens, temperature, top_p, seed)
-        _write_atomic(samples_txt, text)
+        atomic_write(samples_txt, text)
         return f"{len(prompts)} samples of up to {sample_tokens} tokens"
 
-    stage("samples", [samples_txt], [latest], write_samples)
+    sampling = {"prompts": list(prompts), "sample_tokens": sample_tokens, "temperature": temperature,
+                "top_p": top_p, "seed": seed}
+    stage("samples", ({"latest.pt": latest, "tokenizer": tok_dir}, sampling), [samples_txt], write_samples)
     report.sample = _first_sample(samples_txt.read_text(encoding="utf-8"))
 
     # ---- 6. learning curves
     figure = out / "learning_curves.png"
+    title = f"{out.name} ({name} preset, {data_dir})"
 
     def plot() -> str:
         from cs336_basics.plotting import plot_learning_curves
 
-        plot_learning_curves([out], figure, labels=[out.name], title=f"{out.name} ({name} preset, {data_dir})")
+        plot_learning_curves([out], figure, labels=[out.name], title=title)
         return str(figure)
 
-    stage("plot", [figure], [out / "metrics.jsonl"], plot)
+    stage("plot", ({"metrics.jsonl": out / "metrics.jsonl"}, {"title": title}), [figure], plot)
     return report
+
+
+def check_sampling_options(max_new_tokens: int, temperature: float, top_p: float,
+                           tokens_flag: str = "--sample-tokens") -> None:
+    """ValueError for sampling settings that cannot work (NaN included), before any work is done."""
+    if max_new_tokens < 0:
+        raise ValueError(f"{tokens_flag} must be >= 0, got {max_new_tokens}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be a number >= 0 (0 is greedy), got {temperature}")
+    if not 0 < top_p <= 1:  # also false for NaN
+        raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
 
 
 def load_run_tokenizer(run_dir: str | os.PathLike, config=None, override: str | os.PathLike | None = None):
