@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from cs336_basics.files import atomic_path
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -138,9 +140,9 @@ def plot_learning_curves(
     fig.tight_layout()
 
     out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=120)
+    finally:
+        plt.close(fig)
     return out
