@@ -388,7 +388,8 @@ def gunzip_file(src: str | os.PathLike, dest: str | os.PathLike, *, size: int | 
     """Unpack ``src`` (gzip) into ``dest``, streaming, through a temporary name; return dest's sha256.
 
     ``size`` and ``sha256``, when given, are what the unpacked file must have. A ``src`` that is
-    not valid gzip is deleted (it cannot become valid), so the next run downloads it again.
+    not valid gzip, or does not unpack to them, is deleted (it never will), so the next run
+    downloads it again.
     """
     src, dest = Path(src), Path(dest)
     hasher, written = hashlib.sha256(), 0
@@ -404,26 +405,30 @@ def gunzip_file(src: str | os.PathLike, dest: str | os.PathLike, *, size: int | 
                     bar.update(raw.tell() - last)
                     last = raw.tell()
             if size is not None and written != size:
-                raise DownloadError(f"{src} unpacks to {written:,} bytes, not the handout's {size:,}; "
-                                    f"delete {src} and download it again")
+                _reject_archive(src, f"unpacks to {written:,} bytes, not the handout's {size:,}")
             if sha256 is not None and hasher.hexdigest() != sha256:
-                raise DownloadError(f"{src} does not unpack to the handout's file (sha256 differs); "
-                                    f"delete {src} and download it again")
+                _reject_archive(src, "does not unpack to the handout's file (sha256 differs)")
     except OSError as err:
-        raise DownloadError(f"{describe_os_error(err, dest)} ({src.name} is kept and unpacked on the next run)") from None
+        kept = f"{src.name} is kept and unpacked on the next run"
+        raise DownloadError(f"{describe_os_error(err, dest)} ({kept})") from None
     finally:
         bar.close()
     return hasher.hexdigest()
 
 
 def _read_gzip(zipped: gzip.GzipFile, src: Path) -> bytes:
-    """The next chunk of unpacked bytes; a corrupt or cut archive is deleted and named in one line."""
+    """The next chunk of unpacked bytes; a corrupt or cut archive is rejected."""
     try:
         return zipped.read(CHUNK_BYTES)
     except (OSError, EOFError, zlib.error) as err:
-        src.unlink(missing_ok=True)
-        raise DownloadError(f"{src} is not a valid gzip file ({err}); it was deleted: "
-                            "run the command again to download it afresh") from None
+        _reject_archive(src, f"is not a valid gzip file ({err})")
+
+
+def _reject_archive(src: Path, why: str):
+    """Delete an archive that cannot give the handout's text (it never will) and say so in one line."""
+    src.unlink(missing_ok=True)
+    raise DownloadError(f"{src} {why}; it was deleted: run the command again to download it afresh, "
+                        "and if that fails the same way, check the address (--base-url or CS336_DATA_URL)")
 
 
 # ---------------------------------------------------------------- small helpers

@@ -34,7 +34,8 @@ def _names(folder):
 
 def test_truncated_body_is_an_error_and_a_rerun_resumes_the_same_file(server, tmp_path):
     server.cut_after = 5000  # Content-Length says len(TRAIN), then the connection closes
-    with pytest.raises(DownloadError, match=rf"{TRAIN_NAME} stopped at 5,000 of {len(TRAIN):,} bytes.*run the command again"):
+    stopped = rf"{TRAIN_NAME} stopped at 5,000 of {len(TRAIN):,} bytes.*run the command again"
+    with pytest.raises(DownloadError, match=stopped):
         _fetch(server, tmp_path)
     folder = tmp_path / "tinystories"
     assert not (folder / "train.txt").exists()  # never a finished file
