@@ -28,12 +28,15 @@ def _add_download(sub) -> None:
         "download",
         help="download TinyStories or the OpenWebText sample",
         description="Download the handout's data set into OUT/NAME/train.txt and OUT/NAME/valid.txt, "
-        "with a progress bar; an interrupted download resumes when the command is run again.",
+        "with a progress bar. Every file is checked (the size the server announced, and the handout's "
+        "known size and sha256); an interrupted download resumes when the command is run again, and a "
+        "file that no longer matches its record (OUT/NAME/.download.json) is downloaded again.",
     )
     p.add_argument("dataset", choices=["tinystories", "owt"], help="which data set")
     p.add_argument("--out", default="data", help="parent folder (default: data/)")
     p.add_argument("--base-url", default=None,
-                   help="fetch from this address instead of Hugging Face (also: env CS336_DATA_URL)")
+                   help="fetch the same files from this address instead of Hugging Face "
+                   "(also: env CS336_DATA_URL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_download)
 

@@ -1,78 +1,25 @@
 """cs336 download against a local HTTP server on 127.0.0.1 (never the internet).
 
-The server is written here, with its own Range support, so the tests control exactly what a
-well-behaved server, one that ignores Range, and one that drops the connection half-way do.
+The server (tests/download_server.py) has its own Range, If-Range and ETag support, so the tests
+control exactly what a well-behaved server, one that ignores Range, and one that drops the
+connection half-way do. Faults (truncation, changed files, full disk...) are in
+tests/test_faults_download.py.
 """
 
-import gzip
-import http.server
+import json
 import socket
-import threading
 
 import pytest
 
 from cs336_basics import cli
 from cs336_basics.download import DownloadError, download_dataset, download_file
-
-TRAIN = ("Once upon a time there was a tiny story.<|endoftext|>\n" * 2000).encode()
-VALID = "Ünïcödé valid text 🙂<|endoftext|>\n".encode() * 300
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        srv = self.server
-        srv.requests.append((self.path, self.headers.get("Range")))
-        name = self.path.lstrip("/")
-        if name not in srv.files:
-            self.send_error(404, "Not Found")
-            return
-        body = srv.files[name]
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and srv.honour_range:
-            start = int(rng.removeprefix("bytes=").split("-")[0])
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if srv.cut_after is not None:  # drop the connection after a few bytes, once
-            self.wfile.write(payload[: srv.cut_after])
-            srv.cut_after = None
-            self.close_connection = True
-            return
-        self.wfile.write(payload)
+from tests.download_server import TRAIN, VALID, etag_of, pin_handout, serve
 
 
 @pytest.fixture
-def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files = {
-        "TinyStoriesV2-GPT4-train.txt": TRAIN,
-        "TinyStoriesV2-GPT4-valid.txt": VALID,
-        "owt_train.txt.gz": gzip.compress(TRAIN),
-        "owt_valid.txt.gz": gzip.compress(VALID),
-    }
-    srv.requests = []
-    srv.honour_range = True
-    srv.cut_after = None
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def server(monkeypatch):
+    with serve(monkeypatch) as srv:
+        yield srv
 
 
 def test_tinystories_downloads_to_train_and_valid(server, tmp_path):
@@ -80,7 +27,8 @@ def test_tinystories_downloads_to_train_and_valid(server, tmp_path):
     assert [p.name for p in paths] == ["train.txt", "valid.txt"]
     assert (tmp_path / "tinystories" / "train.txt").read_bytes() == TRAIN
     assert (tmp_path / "tinystories" / "valid.txt").read_bytes() == VALID
-    assert sorted(p.name for p in (tmp_path / "tinystories").iterdir()) == ["train.txt", "valid.txt"]
+    # .download.json records each finished file (size, sha256, URL) so that a re-run can check it.
+    assert sorted(p.name for p in (tmp_path / "tinystories").iterdir()) == [".download.json", "train.txt", "valid.txt"]
 
 
 def test_owt_is_gunzipped_and_the_archive_removed(server, tmp_path):
@@ -88,7 +36,7 @@ def test_owt_is_gunzipped_and_the_archive_removed(server, tmp_path):
     folder = tmp_path / "owt"
     assert (folder / "train.txt").read_bytes() == TRAIN
     assert (folder / "valid.txt").read_bytes() == VALID
-    assert sorted(p.name for p in folder.iterdir()) == ["train.txt", "valid.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == [".download.json", "train.txt", "valid.txt"]
 
 
 def test_existing_files_are_not_downloaded_again(server, tmp_path):
@@ -99,12 +47,17 @@ def test_existing_files_are_not_downloaded_again(server, tmp_path):
 
 
 def test_resume_asks_for_the_rest_with_range(server, tmp_path):
+    url = server.url + "TinyStoriesV2-GPT4-train.txt"
     dest = tmp_path / "train.txt"
-    (tmp_path / "train.txt.part").write_bytes(TRAIN[:1234])
-    download_file(server.url + "TinyStoriesV2-GPT4-train.txt", dest, progress=False)
+    server.cut_after = 1234
+    with pytest.raises(DownloadError):
+        download_file(url, dest, progress=False)
+    server.requests.clear()
+    download_file(url, dest, progress=False)
     assert dest.read_bytes() == TRAIN
     assert server.requests == [("/TinyStoriesV2-GPT4-train.txt", "bytes=1234-")]
-    assert not (tmp_path / "train.txt.part").exists()
+    assert server.if_ranges == [None, etag_of(TRAIN)]  # resumed only if the file is still the same
+    assert not (tmp_path / "train.txt.part").exists() and not (tmp_path / "train.txt.part.json").exists()
 
 
 def test_server_that_ignores_range_gets_a_fresh_start(server, tmp_path):
@@ -116,10 +69,14 @@ def test_server_that_ignores_range_gets_a_fresh_start(server, tmp_path):
 
 
 def test_complete_part_file_answered_416_is_kept(server, tmp_path):
+    url = server.url + "TinyStoriesV2-GPT4-valid.txt"
     dest = tmp_path / "valid.txt"
-    (tmp_path / "valid.txt.part").write_bytes(VALID)
-    download_file(server.url + "TinyStoriesV2-GPT4-valid.txt", dest, progress=False)
+    (tmp_path / "valid.txt.part").write_bytes(VALID)  # as if stopped between the last byte and the rename
+    (tmp_path / "valid.txt.part.json").write_text(json.dumps(
+        {"url": url, "size": len(VALID), "etag": etag_of(VALID), "last_modified": None}))
+    download_file(url, dest, progress=False)
     assert dest.read_bytes() == VALID
+    assert server.requests == [("/TinyStoriesV2-GPT4-valid.txt", f"bytes={len(VALID)}-")]
 
 
 def test_dropped_connection_keeps_the_part_and_a_rerun_resumes(server, tmp_path):
@@ -170,11 +127,13 @@ def test_cli_downloads_and_lists_the_files(server, tmp_path, capsys):
     assert (tmp_path / "owt" / "train.txt").read_bytes() == TRAIN
 
 
-def test_corrupt_gzip_is_a_clear_error(server, tmp_path):
+def test_corrupt_gzip_is_a_clear_error(server, tmp_path, monkeypatch):
     server.files["owt_train.txt.gz"] = b"not gzip at all"
+    pin_handout(monkeypatch, server.files)  # the right size, so the gzip check is what fails
     with pytest.raises(DownloadError, match="not a valid gzip"):
         download_dataset("owt", tmp_path, base_url=server.url, progress=False)
     assert not (tmp_path / "owt" / "train.txt").exists()
+    assert not (tmp_path / "owt" / "owt_train.txt.gz").exists()  # useless: the next run fetches it afresh
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):
