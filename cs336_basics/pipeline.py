@@ -101,16 +101,16 @@ def run_pipeline(
     name = preset_path.stem
 
     # ---- data: the two text files (TinyStories downloaded when nothing else is asked for)
-    if data_dir is None:
+    if data_dir is None:  # TinyStories, downloaded if absent, and checked against its record if present
+        from cs336_basics.download import DownloadError, download_dataset
+
         data_dir = DEFAULT_DATA
         if not all((data_dir / f).is_file() for f in ("train.txt", "valid.txt")):
-            from cs336_basics.download import DownloadError, download_dataset
-
             say(f"{data_dir} has no train.txt/valid.txt: downloading TinyStories")
-            try:
-                download_dataset("tinystories", data_dir.parent)
-            except DownloadError as err:
-                raise PipelineError(f"{err}; or pass --data DIR with your own train.txt and valid.txt") from None
+        try:
+            download_dataset("tinystories", data_dir.parent, progress=progress)
+        except DownloadError as err:
+            raise PipelineError(f"{err}; or pass --data DIR with your own train.txt and valid.txt") from None
     data_dir = Path(data_dir)
     train_txt, valid_txt = data_dir / "train.txt", data_dir / "valid.txt"
     for path in (train_txt, valid_txt):

@@ -209,3 +209,25 @@ def test_a_full_disk_while_writing_the_scores_is_one_line_and_keeps_the_old_ones
     assert status == 2 and "disk is full" in err and "Traceback" not in err
     assert (out / "eval.json").read_text() == '{"old": 1}'
     assert not list(out.rglob("*.tmp"))
+
+
+def test_default_data_that_no_longer_matches_its_download_is_not_used(tmp_path, capsys, monkeypatch):
+    import socket
+
+    from download_server import pin_handout
+
+    folder = tmp_path / "data" / "tinystories"
+    stories = write_corpus(folder, n_train=300, n_valid=40)
+    files = {"TinyStoriesV2-GPT4-train.txt": (stories / "train.txt").read_bytes(),
+             "TinyStoriesV2-GPT4-valid.txt": (stories / "valid.txt").read_bytes()}
+    pin_handout(monkeypatch, files | {"owt_train.txt.gz": b"", "owt_valid.txt.gz": b""})
+    with open(folder / "train.txt", "r+b") as f:  # an interrupted copy: half the file
+        f.truncate(len(files["TinyStoriesV2-GPT4-train.txt"]) // 2)
+    with socket.socket() as s:  # offline: the pipeline must fetch it again, and cannot
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CS336_DATA_URL", f"http://127.0.0.1:{port}/")
+    status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", *SMALL, *STEPS)
+    assert status == 2 and "network is unreachable" in err
+    assert not (tmp_path / "runs").exists()
