@@ -1088,8 +1088,8 @@ def unit_problem(
     return None
 
 # %% [markdown]
-# GPT-2's own files pass the rule once `<|endoftext|>` is named as special, and the check costs a
-# few ms on its 50k merges. Without the special token, `<|endoftext|>` is a token no merge makes:
+# GPT-2's own files pass the rule once `<|endoftext|>` is named as special, and the check costs
+# ~20 ms on its 50k merges, against ~250 ms for `Tokenizer.load` of such a folder. Without the special token, `<|endoftext|>` is a token no merge makes:
 # that is why `Tokenizer.from_files` (the handout's API, which accepts any GPT-2-format pair, also
 # one holding extra tokens that are not declared special) keeps only the constructor's check that
 # every merge's parts and result are tokens, while `Tokenizer.load` of a saved folder applies the
@@ -1101,9 +1101,13 @@ import time
 gpt2_files = SHARED / "fixtures" / "gpt2_vocab.json", SHARED / "fixtures" / "gpt2_merges.txt"
 if all(f.exists() for f in gpt2_files):
     gpt2_vocab, (gpt2_merges, gpt2_lines) = read_vocab_json(gpt2_files[0]), _read_merges(gpt2_files[1])
-    t0 = time.perf_counter()
-    assert unit_problem(gpt2_vocab, gpt2_merges, ["<|endoftext|>"], gpt2_lines) is None
-    print(f"GPT-2: {len(gpt2_vocab):,} tokens = 256 + 1 + {len(gpt2_merges):,} merges, checked in {(time.perf_counter() - t0) * 1e3:.1f} ms")
+    seconds = []
+    for _ in range(3):  # the first run also hashes the 50k tokens, which the Tokenizer's constructor then reuses
+        t0 = time.perf_counter()
+        assert unit_problem(gpt2_vocab, gpt2_merges, ["<|endoftext|>"], gpt2_lines) is None
+        seconds.append(time.perf_counter() - t0)
+    print(f"GPT-2: {len(gpt2_vocab):,} tokens = 256 + 1 + {len(gpt2_merges):,} merges, "
+          f"checked in {min(seconds) * 1e3:.0f} ms (first run {seconds[0] * 1e3:.0f} ms)")
     print("without the special token:", unit_problem(gpt2_vocab, gpt2_merges, []))
     print("merges cut short:", unit_problem(gpt2_vocab, gpt2_merges[:-10], ["<|endoftext|>"]))
     print("merges of another vocabulary:", unit_problem(gpt2_vocab, [(b"q", b"z"), *gpt2_merges], ["<|endoftext|>"], [2, *gpt2_lines]))
