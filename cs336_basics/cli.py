@@ -74,12 +74,41 @@ def _add_train_bpe(sub) -> None:
     p.set_defaults(func=_run_train_bpe)
 
 
+def _require_writable(folder, shown) -> None:
+    """``files.check_writable(folder)`` before any long work; a failure is one line naming ``shown``."""
+    import errno
+
+    from cs336_basics import files
+
+    try:
+        files.check_writable(folder)
+    except FileExistsError:  # a file where the folder should be
+        raise CLIError(files.describe_os_error(OSError(errno.ENOTDIR, "Not a directory"), shown)) from None
+    except OSError as err:
+        raise CLIError(files.describe_os_error(err, shown)) from None
+
+
+def _check_tokenizer_out(out) -> None:
+    """Refuse a --out folder that train-bpe could not write, or that holds files other than a tokenizer's."""
+    from cs336_basics.tokenizer import TOKENIZER_FILES
+
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {str(out)!r} exists and is not a folder; choose a folder path")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in TOKENIZER_FILES)
+        if foreign:
+            raise CLIError(f"--out {str(out)!r} holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                           "the tokenizer folder is replaced as a whole, so choose an empty or new folder")
+    _require_writable(out.parent, out)  # the new folder is built beside the old one, then renamed
+
+
 def _run_train_bpe(args) -> int:
     import os
     import resource
     import time
     from pathlib import Path
 
+    from cs336_basics import files
     from cs336_basics.bpe import train_bpe
     from cs336_basics.tokenizer import Tokenizer
 
@@ -91,8 +120,7 @@ def _run_train_bpe(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers {args.workers} must be at least 1")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {args.out!r} exists and is not a folder; choose a folder path")
+    _check_tokenizer_out(out)  # before training: a bad --out should not cost a training run
     start = time.perf_counter()
     try:
         vocab, merges = train_bpe(args.input, args.vocab_size, specials, num_workers=args.workers,
@@ -101,7 +129,9 @@ def _run_train_bpe(args) -> int:
         raise CLIError(str(err)) from None
     seconds = time.perf_counter() - start
     try:
-        Tokenizer(vocab, merges, specials).save(out)
+        Tokenizer(vocab, merges, specials).save(out)  # a unit: a failure leaves the old folder whole
+    except OSError as err:
+        raise CLIError(files.describe_os_error(err, out)) from None
     except ValueError as err:
         raise CLIError(f"cannot save the tokenizer: {err}") from None
     # ru_maxrss is in KiB on Linux (bytes on macOS); children = the pre-tokenization workers
@@ -143,6 +173,7 @@ def _run_tokenize(args) -> int:
     import os
     import time
 
+    from cs336_basics import files
     from cs336_basics.tokenizer import Tokenizer, tokenize_file
 
     if not os.path.isfile(args.input):
@@ -153,6 +184,7 @@ def _run_tokenize(args) -> int:
         raise CLIError(f"--out {args.out!r} is a folder; give a file path ending in .npy")
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers {args.workers} must be at least 1")
+    _require_writable(os.path.dirname(os.path.abspath(args.out)), args.out)  # before encoding, which can take a while
     try:
         if args.tokenizer.startswith("tiktoken:"):
             tokenizer = Tokenizer.from_tiktoken(args.tokenizer.split(":", 1)[1])
@@ -161,7 +193,10 @@ def _run_tokenize(args) -> int:
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         raise CLIError(f"cannot load the tokenizer {args.tokenizer!r}: {err}") from None
     start = time.perf_counter()
-    out = tokenize_file(tokenizer, args.input, args.out, num_workers=args.workers, progress=not args.no_progress)
+    try:  # written to a temporary file, then renamed: a failure leaves an old --out as it was
+        out = tokenize_file(tokenizer, args.input, args.out, num_workers=args.workers, progress=not args.no_progress)
+    except OSError as err:
+        raise CLIError(files.describe_os_error(err, args.out)) from None
     seconds = time.perf_counter() - start
     import numpy as np
 

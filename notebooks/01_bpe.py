@@ -920,6 +920,7 @@ from pathlib import Path
 import numpy as np
 import regex
 
+from cs336_basics.files import atomic_dir, atomic_path, atomic_write
 from cs336_basics.pretokenization import GPT2_PAT, chunk_spans, read_span
 
 
@@ -987,10 +988,15 @@ def read_vocab_json(path: str | os.PathLike) -> dict[int, bytes]:
 
 def read_merges_txt(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
     """Read a GPT-2-style merges file (one ``left right`` pair a line, optional ``#version`` first line)."""
+    return _read_merges(path)[0]
+
+
+def _read_merges(path: str | os.PathLike) -> tuple[list[tuple[bytes, bytes]], list[int]]:
+    """The merges of ``path`` and the line number of each (for messages that point at a line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"merges file {path} does not exist; pass a merges.txt written by `cs336 train-bpe` or Tokenizer.save")
-    merges = []
+    merges, lines = [], []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
@@ -1008,25 +1014,8 @@ def read_merges_txt(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
                     f"{path}:{lineno}: {err.args[0]!r} is not in GPT-2's byte-to-unicode alphabet; "
                     "tokens must be written with token_to_str"
                 ) from None
-    return merges
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so no reader ever sees half of it."""
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def temporary_path(path: Path) -> Path:
-    """A fresh hidden name next to ``path`` (same folder, so ``os.replace`` is atomic); creates the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+            lines.append(lineno)
+    return merges, lines
 
 # %%
 import json
@@ -1035,6 +1024,93 @@ import tempfile
 print(token_to_str(b" the"), token_to_str("naïve\n".encode()), str_to_token("Ġthe"))
 assert all(str_to_token(token_to_str(bytes([b]))) == bytes([b]) for b in range(256))
 assert " " not in "".join(gpt2_bytes_to_unicode().values())  # so "left right" is unambiguous
+
+# %% [markdown]
+# ## A saved tokenizer is one unit
+#
+# The three files only mean something together: a `vocab.json` from one training beside a
+# `merges.txt` from another, or a `merges.txt` cut short by a full disk, still parse, and then
+# encode text into other ids without a word. What training makes is exact, though: the vocabulary
+# is the 256 bytes, the special tokens and the result `left + right` of every merge, nothing else.
+# So a folder is checked against that rule when it is loaded (and a tokenizer is checked before it
+# is saved, so `save` never writes a folder that `load` refuses). For `cs336 train-bpe` output the
+# rule says *vocab size = 256 + special tokens + merges*; it stays exact where that count does not
+# (a repeated merge in a hand-made list, a special token that is also a byte), because it compares
+# sets of tokens, not counts.
+
+# %%
+#| export
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens.json")
+
+
+def unit_problem(
+    vocab: dict[int, bytes],
+    merges: Sequence[tuple[bytes, bytes]],
+    special_tokens: Sequence[str],
+    merge_lines: Sequence[int] | None = None,
+) -> str | None:
+    """Why ``vocab``, ``merges`` and ``special_tokens`` are not one BPE training's output; None when they are.
+
+    The rule: every merge's two parts and their concatenation are tokens, every special token is
+    a token, and the vocabulary holds the 256 single bytes, the special tokens and the merges'
+    results and nothing else. ``merge_lines`` (the merges' line numbers in merges.txt) lets the
+    message point at a line. Set arithmetic first, a loop only to name the first culprit: ~20 ms
+    for GPT-2's 50k merges (most of it making the 50k ``left + right``), a tenth of reading the files.
+
+    >>> vocab = {i: bytes([i]) for i in range(256)} | {256: b"<|endoftext|>", 257: b"th", 258: b"the"}
+    >>> print(unit_problem(vocab, [(b"t", b"h"), (b"th", b"e")], ["<|endoftext|>"]))
+    None
+    >>> print(unit_problem(vocab, [(b"t", b"h")], ["<|endoftext|>"]))  # the last merge is missing
+    the vocabulary holds 259 tokens, but the 256 bytes, 1 special token(s) and 1 merge(s) make only 258 of them: 1 token(s) come from no merge, e.g. id 258 'the'
+    """
+    tokens = set(vocab.values())
+    for special in special_tokens:
+        if special.encode("utf-8") not in tokens:
+            return f"special token {special!r} is not in the vocabulary"
+    made = {left + right for left, right in merges}
+    lefts, rights = zip(*merges) if merges else ((), ())
+    if not (made <= tokens and tokens.issuperset(lefts) and tokens.issuperset(rights)):
+        for rank, (left, right) in enumerate(merges):
+            for part in (left, right, left + right):
+                if part not in tokens:
+                    where = f"merges.txt line {merge_lines[rank]}" if merge_lines is not None else f"merge {rank}"
+                    return (f"{where} ({token_to_str(left)} {token_to_str(right)}) needs {token_to_str(part)!r}, "
+                            "which is not in the vocabulary")
+    missing_bytes = [b for b in range(256) if bytes([b]) not in tokens]
+    if missing_bytes:
+        return f"byte {missing_bytes[0]} is not in the vocabulary ({len(missing_bytes)} of the 256 bytes are missing)"
+    expected = made | {bytes([b]) for b in range(256)} | {s.encode("utf-8") for s in special_tokens}
+    if len(tokens) != len(expected):  # expected <= tokens here, so the counts differ by the tokens no merge makes
+        extra_id = min(i for i, token in vocab.items() if token not in expected)
+        return (f"the vocabulary holds {len(tokens)} tokens, but the 256 bytes, {len(special_tokens)} special token(s) "
+                f"and {len(merges)} merge(s) make only {len(expected)} of them: {len(tokens) - len(expected)} token(s) "
+                f"come from no merge, e.g. id {extra_id} {token_to_str(vocab[extra_id])!r}")
+    return None
+
+# %% [markdown]
+# GPT-2's own files pass the rule once `<|endoftext|>` is named as special, and the check costs
+# ~20 ms on its 50k merges, against ~250 ms for `Tokenizer.load` of such a folder. Without the special token, `<|endoftext|>` is a token no merge makes:
+# that is why `Tokenizer.from_files` (the handout's API, which accepts any GPT-2-format pair, also
+# one holding extra tokens that are not declared special) keeps only the constructor's check that
+# every merge's parts and result are tokens, while `Tokenizer.load` of a saved folder applies the
+# whole rule.
+
+# %%
+import time
+
+gpt2_files = SHARED / "fixtures" / "gpt2_vocab.json", SHARED / "fixtures" / "gpt2_merges.txt"
+if all(f.exists() for f in gpt2_files):
+    gpt2_vocab, (gpt2_merges, gpt2_lines) = read_vocab_json(gpt2_files[0]), _read_merges(gpt2_files[1])
+    seconds = []
+    for _ in range(3):  # the first run also hashes the 50k tokens, which the Tokenizer's constructor then reuses
+        t0 = time.perf_counter()
+        assert unit_problem(gpt2_vocab, gpt2_merges, ["<|endoftext|>"], gpt2_lines) is None
+        seconds.append(time.perf_counter() - t0)
+    print(f"GPT-2: {len(gpt2_vocab):,} tokens = 256 + 1 + {len(gpt2_merges):,} merges, "
+          f"checked in {min(seconds) * 1e3:.0f} ms (first run {seconds[0] * 1e3:.0f} ms)")
+    print("without the special token:", unit_problem(gpt2_vocab, gpt2_merges, []))
+    print("merges cut short:", unit_problem(gpt2_vocab, gpt2_merges[:-10], ["<|endoftext|>"]))
+    print("merges of another vocabulary:", unit_problem(gpt2_vocab, [(b"q", b"z"), *gpt2_merges], ["<|endoftext|>"], [2, *gpt2_lines]))
 
 # %% [markdown]
 # ## Applying the merges to one pre-token
@@ -1510,37 +1586,63 @@ class Tokenizer:
         return cls(read_vocab_json(vocab_filepath), read_merges_txt(merges_filepath), special_tokens)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``vocab.json``, ``merges.txt`` and ``special_tokens.json`` into ``directory``, each atomically.
+        """Write ``directory`` as a unit: ``vocab.json``, ``merges.txt`` and ``special_tokens.json``.
 
         vocab.json is ``{token: id}`` in id order, tokens written with GPT-2's byte-to-unicode map;
         merges.txt has a ``#version`` line, then one ``left right`` merge a line in learned order.
+        The files are written into a temporary folder beside ``directory`` that then takes its
+        place, so a failure (full disk, Ctrl-C) leaves an old tokenizer there whole. An existing
+        folder is replaced only when it holds nothing but these three files (anything else:
+        ValueError, nothing touched). A tokenizer that ``load`` would refuse (see ``unit_problem``)
+        is refused before anything is written.
         """
         directory = Path(directory)
         vocab = {token_to_str(self.vocab[i]): i for i in sorted(self.vocab)}
         if len(vocab) != len(self.vocab):
             raise ValueError("the vocabulary holds the same bytes under two ids; vocab.json cannot represent that")
+        problem = unit_problem(self.vocab, self.merges, self.special_tokens)
+        if problem:
+            raise ValueError(f"cannot save this tokenizer: {problem}; Tokenizer.load would refuse the folder "
+                             "(a token that no merge makes must be one of the special_tokens)")
         merges = "".join(f"{token_to_str(a)} {token_to_str(b)}\n" for a, b in self.merges)
-        write_text_atomic(directory / "vocab.json", json.dumps(vocab, ensure_ascii=False, indent=0) + "\n")
-        write_text_atomic(directory / "merges.txt", "#version: 0.2 (cs336_basics byte-level BPE)\n" + merges)
-        write_text_atomic(directory / "special_tokens.json", json.dumps(self.special_tokens, ensure_ascii=False) + "\n")
+        with atomic_dir(directory, owned=TOKENIZER_FILES) as tmp:
+            atomic_write(tmp / "vocab.json", json.dumps(vocab, ensure_ascii=False, indent=0) + "\n")
+            atomic_write(tmp / "merges.txt", "#version: 0.2 (cs336_basics byte-level BPE)\n" + merges)
+            atomic_write(tmp / "special_tokens.json", json.dumps(self.special_tokens, ensure_ascii=False) + "\n")
         return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Tokenizer:
-        """The tokenizer that ``save(directory)`` wrote."""
+        """The tokenizer that ``save(directory)`` wrote, checked to be one training's output.
+
+        A missing folder or file is FileNotFoundError; files that do not belong together (a
+        vocab.json and a merges.txt from two trainings, a merges.txt cut short: see
+        ``unit_problem``) are a ValueError that names the folder and the fix.
+        """
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"tokenizer folder {directory} does not exist; create one with `cs336 train-bpe --out DIR`")
+        retrain = f"train the tokenizer again: cs336 train-bpe --input FILE --vocab-size N --out {directory}"
+        missing = [name for name in TOKENIZER_FILES if not (directory / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"tokenizer folder {directory} has no {' and no '.join(missing)}; a tokenizer is vocab.json, merges.txt "
+                f"and special_tokens.json written together: {retrain} (files from elsewhere: Tokenizer.from_files)"
+            )
         specials_path = directory / "special_tokens.json"
-        specials = None
-        if specials_path.exists():
-            try:
-                specials = json.loads(specials_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{specials_path}: not valid JSON ({err}); expected a list of strings") from None
-            if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
-                raise ValueError(f"{specials_path}: expected a JSON list of strings like [\"<|endoftext|>\"]")
-        return cls.from_files(directory / "vocab.json", directory / "merges.txt", specials)
+        try:
+            specials = json.loads(specials_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{specials_path}: not valid JSON ({err}); expected a list of strings") from None
+        if not isinstance(specials, list) or not all(isinstance(s, str) and s for s in specials):
+            raise ValueError(f"{specials_path}: expected a JSON list of strings like [\"<|endoftext|>\"]")
+        vocab = read_vocab_json(directory / "vocab.json")
+        merges, lines = _read_merges(directory / "merges.txt")
+        problem = unit_problem(vocab, merges, specials, lines)
+        if problem:
+            raise ValueError(f"tokenizer folder {directory} is not one training's output: {problem} "
+                             f"(files mixed from two trainings, or cut short?); {retrain}")
+        return cls(vocab, merges, specials)
 
     # ------------------------------------------------------------------ tiktoken
     @classmethod
@@ -1750,37 +1852,31 @@ def tokenize_file(
 
     from tqdm import tqdm
 
-    tmp = temporary_path(output_path)
-    try:
-        with open(tmp, "xb") as out, tqdm(
-            total=input_path.stat().st_size, unit="B", unit_scale=True, desc=f"tokenize {input_path.name}", disable=not progress
-        ) as bar:
-            out.write(npy_header(dtype, 0))  # placeholder, rewritten once the length is known
-            count = 0
-            if num_workers == 1:
-                _init_worker(tokenizer)
-                results = map(_encode_span, tasks)
-                pool = None
-            else:
-                import multiprocessing as mp
+    with atomic_path(output_path) as tmp, open(tmp, "xb") as out, tqdm(
+        total=input_path.stat().st_size, unit="B", unit_scale=True, desc=f"tokenize {input_path.name}", disable=not progress
+    ) as bar:
+        out.write(npy_header(dtype, 0))  # placeholder, rewritten once the length is known
+        count = 0
+        if num_workers == 1:
+            _init_worker(tokenizer)
+            results = map(_encode_span, tasks)
+            pool = None
+        else:
+            import multiprocessing as mp
 
-                ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-                pool = ctx.Pool(num_workers, initializer=_init_worker, initargs=(tokenizer,))
-                results = pool.imap(_encode_span, tasks)  # in order; this process only writes, so results do not pile up
-            try:
-                for (_, start, end, _), data in zip(tasks, results):
-                    out.write(data)
-                    count += len(data) // dtype.itemsize
-                    bar.update(end - start)
-            finally:
-                if pool is not None:
-                    pool.terminate()
-            out.seek(0)
-            out.write(npy_header(dtype, count))
-        os.replace(tmp, output_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(num_workers, initializer=_init_worker, initargs=(tokenizer,))
+            results = pool.imap(_encode_span, tasks)  # in order; this process only writes, so results do not pile up
+        try:
+            for (_, start, end, _), data in zip(tasks, results):
+                out.write(data)
+                count += len(data) // dtype.itemsize
+                bar.update(end - start)
+        finally:
+            if pool is not None:
+                pool.terminate()
+        out.seek(0)
+        out.write(npy_header(dtype, count))
     return output_path
 
 # %%
