@@ -175,7 +175,8 @@ def _add_train(sub) -> None:
         "train",
         help="train a Transformer LM from a TOML config",
         description="Train a Transformer LM. The run directory (run.out_dir) gets config.toml, metrics.jsonl "
-        "and checkpoints/latest.pt. Ctrl-C saves a checkpoint and stops; --resume continues exactly. "
+        "and checkpoints/latest.pt. Ctrl-C (exit 130) or SIGTERM (exit 143) saves a checkpoint and stops; "
+        "--resume continues exactly. "
         "Under torchrun the same command trains with DistributedDataParallel.",
         epilog="example: cs336 train --config configs/smoke.toml --set optim.lr=3e-3 --set run.out_dir=runs/lr3e-3",
     )
@@ -188,17 +189,21 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> int:
+    from cs336_basics.files import describe_os_error
     from cs336_basics.train import ConfigError, TrainingDiverged, TrainingInterrupted, load_config, train
 
     try:
         config = load_config(args.config, args.overrides)
         run_dir = train(config, resume=args.resume)
-    # ValueError: bad data (token ids out of range, too short files) or model settings
+    # ValueError: bad data (token ids out of range, too short files), model settings, a damaged
+    # checkpoint (CheckpointError) or metrics.jsonl
     except (ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged, ValueError) as err:
         raise CLIError(str(err)) from None
+    except OSError as err:  # a full disk or a read-only folder: train names the file it could not write
+        raise CLIError(describe_os_error(err)) from None
     except TrainingInterrupted as err:
         print(f"cs336 train: {err}", file=sys.stderr)
-        return 130
+        return 128 + err.signum  # 130 for Ctrl-C, 143 for SIGTERM: the shell's convention
     print(f"done: {run_dir} (metrics.jsonl, checkpoints/latest.pt)", file=sys.stderr)
     return 0
 
