@@ -517,18 +517,25 @@ def _last_good_checkpoint(ckpt_dir: Path) -> str:
     """A sentence naming the newest checkpoint on disk with a finite recorded loss and finite weights."""
     def step_of(p: Path) -> int:
         return int(p.stem[5:]) if p.stem[5:].isdigit() else -1
-    candidates = [ckpt_dir / "latest.pt"] + sorted(ckpt_dir.glob("step_*.pt"), key=step_of, reverse=True)
-    good = []
-    for path in candidates:
+    latest = ckpt_dir / "latest.pt"
+    best: tuple[int, Path] | None = None
+    # latest.pt, then the kept step_N.pt newest first, reading only those that could be newer
+    for path in [latest] + sorted(ckpt_dir.glob("step_*.pt"), key=step_of, reverse=True):
+        if best is not None and path != latest and step_of(path) <= best[0]:
+            break
         try:
             ckpt = read_checkpoint(path)
         except (FileNotFoundError, ValueError):  # absent, or damaged: not a checkpoint to go back to
             continue
-        if math.isfinite(ckpt.get("train_loss", 0.0)) and _all_finite(ckpt["model"].values()):
-            good.append((int(ckpt["iteration"]), path))
-    if not good:
+        loss = ckpt.get("train_loss")  # None: not recorded (an interrupt before any step, an older loop)
+        if (loss is None or math.isfinite(loss)) and _all_finite(ckpt["model"].values()):
+            if best is None or ckpt["iteration"] > best[0]:
+                best = (int(ckpt["iteration"]), path)
+            if path != latest:
+                break
+    if best is None:
         return "No good checkpoint was written yet; lower optim.lr or use a smaller optim.grad_clip"
-    step, path = max(good, key=lambda g: g[0])  # latest.pt first among equal steps
+    step, path = best
     how = "resume from it" if path.name == "latest.pt" else "copy it over checkpoints/latest.pt and resume"
     return (f"The last good checkpoint is {path} (step {step}); {how} with a lower optim.lr or a smaller "
             "optim.grad_clip")
@@ -696,8 +703,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
         # overwrite a good latest.pt with those. Every rank checks (DDP keeps the weights equal), so
         # every rank stops alike.
         if not _all_finite(raw_model.parameters()):
-            raise TrainingDiverged(f"the weights became NaN or infinite by step {step} (the training loss was "
-                                   f"{train_loss}); stopping without saving them. " + _last_good_checkpoint(ckpt_dir))
+            raise TrainingDiverged(f"the weights became NaN or infinite by step {step}; stopping without saving "
+                                   "them. " + _last_good_checkpoint(ckpt_dir))
         if not d.is_main:
             return None
         rng = rng_state(batch_rng) | {"batches": batch_state}
