@@ -306,19 +306,23 @@ def _add_pipeline(sub) -> None:
 def _run_pipeline(args) -> int:
     # checked now, not after an hour of training when the samples are drawn
     _check_sampling_args("--sample-tokens", args.sample_tokens, args.temperature, args.top_p)
+    from cs336_basics.files import describe_os_error
     from cs336_basics.pipeline import DEFAULT_PROMPTS, PipelineError, format_report, run_pipeline
+    from cs336_basics.serialization import CheckpointError
     from cs336_basics.train import TrainingDiverged, TrainingInterrupted
 
     try:
         report = run_pipeline(args.preset, args.data, args.out, args.overrides,
                               prompts=args.prompts or DEFAULT_PROMPTS, sample_tokens=args.sample_tokens,
                               temperature=args.temperature, top_p=args.top_p)
-    except (PipelineError, TrainingDiverged, FileNotFoundError) as err:
+    except (PipelineError, TrainingDiverged, FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
+    except OSError as err:  # a full disk or a read-only folder while training
+        raise CLIError(describe_os_error(err)) from None
     except TrainingInterrupted as err:
         print(f"cs336 pipeline: interrupted at step {err.step}; checkpoint saved to {err.checkpoint}; "
               "run the same command again to resume", file=sys.stderr)
-        return 130
+        return 128 + err.signum  # 130 for Ctrl-C, 143 for SIGTERM
     print(format_report(report))
     return 0
 
