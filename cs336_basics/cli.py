@@ -213,7 +213,8 @@ def _add_train(sub) -> None:
         "train",
         help="train a Transformer LM from a TOML config",
         description="Train a Transformer LM. The run directory (run.out_dir) gets config.toml, metrics.jsonl "
-        "and checkpoints/latest.pt. Ctrl-C saves a checkpoint and stops; --resume continues exactly. "
+        "and checkpoints/latest.pt. Ctrl-C (exit 130) or SIGTERM (exit 143) saves a checkpoint and stops; "
+        "--resume continues exactly. "
         "Under torchrun the same command trains with DistributedDataParallel.",
         epilog="example: cs336 train --config configs/smoke.toml --set optim.lr=3e-3 --set run.out_dir=runs/lr3e-3",
     )
@@ -226,17 +227,21 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> int:
+    from cs336_basics.files import describe_os_error
     from cs336_basics.train import ConfigError, TrainingDiverged, TrainingInterrupted, load_config, train
 
     try:
         config = load_config(args.config, args.overrides)
         run_dir = train(config, resume=args.resume)
-    # ValueError: bad data (token ids out of range, too short files) or model settings
+    # ValueError: bad data (token ids out of range, too short files), model settings, a damaged
+    # checkpoint (CheckpointError) or metrics.jsonl
     except (ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged, ValueError) as err:
         raise CLIError(str(err)) from None
+    except OSError as err:  # a full disk or a read-only folder: train names the file it could not write
+        raise CLIError(describe_os_error(err)) from None
     except TrainingInterrupted as err:
         print(f"cs336 train: {err}", file=sys.stderr)
-        return 130
+        return 128 + err.signum  # 130 for Ctrl-C, 143 for SIGTERM: the shell's convention
     print(f"done: {run_dir} (metrics.jsonl, checkpoints/latest.pt)", file=sys.stderr)
     return 0
 
@@ -339,6 +344,7 @@ def _add_pipeline(sub) -> None:
 def _run_pipeline(args) -> int:
     # checked now, not after an hour of training when the samples are drawn
     _check_sampling_args("--sample-tokens", args.sample_tokens, args.temperature, args.top_p)
+    from cs336_basics.files import describe_os_error
     from cs336_basics.pipeline import DEFAULT_PROMPTS, PipelineError, format_report, run_pipeline
     from cs336_basics.train import TrainingDiverged, TrainingInterrupted
 
@@ -346,13 +352,15 @@ def _run_pipeline(args) -> int:
         report = run_pipeline(args.preset, args.data, args.out, args.overrides,
                               prompts=args.prompts or DEFAULT_PROMPTS, sample_tokens=args.sample_tokens,
                               temperature=args.temperature, top_p=args.top_p)
-    # ValueError: bad data or settings found while training (token ids out of range, a corrupt checkpoint)
+    # ValueError: bad data or settings found on the way (token ids out of range, a corrupt checkpoint)
     except (PipelineError, TrainingDiverged, FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from None
+    except OSError as err:  # a full disk or a read-only folder while training
+        raise CLIError(describe_os_error(err)) from None
     except TrainingInterrupted as err:
         print(f"cs336 pipeline: interrupted at step {err.step}; checkpoint saved to {err.checkpoint}; "
               "run the same command again to resume", file=sys.stderr)
-        return 130
+        return 128 + err.signum  # 130 for Ctrl-C, 143 for SIGTERM
     print(format_report(report))
     return 0
 

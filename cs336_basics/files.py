@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_write", "atomic_path", "atomic_dir", "temporary_path", "describe_os_error", "check_writable"]
+__all__ = ["atomic_write", "atomic_path", "atomic_dir", "temporary_path", "describe_os_error", "check_writable",
+           "attributed_to"]
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
@@ -112,7 +113,21 @@ def describe_os_error(err: OSError, path: str | os.PathLike | None = None) -> st
     """
     where = path if path is not None else (err.filename or "the output")
     fix = _FIXES.get(err.errno, err.strerror or str(err))
+    if err.errno in _FIXES and err.strerror and err.strerror != os.strerror(err.errno):
+        fix += f" ({err.strerror})"  # a detail the raiser added, e.g. how much room is needed
     return f"cannot write {where}: {fix}"
+
+
+@contextmanager
+def attributed_to(path: str | os.PathLike) -> Iterator[None]:
+    """Name ``path`` in an OSError raised inside that names no file (``file.write``, ``torch.save``
+    to a file object), so ``describe_os_error`` can say which file could not be written."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
 
 
 def check_writable(folder: str | os.PathLike) -> Path:

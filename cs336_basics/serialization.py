@@ -9,10 +9,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import torch
+
+from cs336_basics.files import atomic_path
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read: truncated (a crash or a full disk mid-copy) or not a checkpoint."""
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -43,21 +50,42 @@ def save_checkpoint(
     if not isinstance(out, (str, os.PathLike)):
         torch.save(obj, out)
         return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, open(tmp, "xb") as f:  # a file object: a full disk is an OSError
+        torch.save(obj, f)
 
 
 def read_checkpoint(src: str | os.PathLike | BinaryIO | IO[bytes], map_location: Any = "cpu") -> dict:
-    """The checkpoint dict, with tensors mapped to ``map_location`` (a clear error if the path is missing)."""
-    if isinstance(src, (str, os.PathLike)) and not Path(src).is_file():
+    """The checkpoint dict, with tensors mapped to ``map_location``.
+
+    A missing path is a FileNotFoundError; a file that is empty, truncated or not a checkpoint is a
+    CheckpointError that names it and says what to do (torch's own message would suggest
+    ``weights_only=False``, which is never the fix for a damaged file).
+    """
+    is_path = isinstance(src, (str, os.PathLike))
+    if is_path and not Path(src).is_file():
         raise FileNotFoundError(f"checkpoint {str(src)!r} does not exist; check the path (or the run's checkpoints/ folder)")
-    return torch.load(src, map_location=map_location, weights_only=True)
+    with warnings.catch_warnings(record=True) as caught:  # garbage can make torch warn, then fail
+        try:
+            ckpt = torch.load(src, map_location=map_location, weights_only=True)
+        except OSError:
+            raise  # the file could not be read (EIO, EACCES): not damage
+        except Exception:  # damaged bytes make the unpickler raise almost anything
+            ckpt = None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "iteration" not in ckpt:
+        raise CheckpointError(_damaged(Path(src) if is_path else None))
+    for w in caught:  # the file loaded: its warnings are worth seeing
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ckpt
+
+
+def _damaged(path: Path | None) -> str:
+    """What to say about an unreadable checkpoint, and which kept checkpoints could replace it."""
+    if path is None:
+        return "the checkpoint is truncated or corrupt (not a file written by save_checkpoint)"
+    kept = sorted(path.parent.glob("step_*.pt"), key=lambda p: int(p.stem[5:]) if p.stem[5:].isdigit() else -1)
+    fix = (f"copy the newest kept checkpoint ({kept[-1]}) over it and resume" if kept and kept[-1] != path
+           else "delete it and start the run again (or resume from a kept checkpoints/step_N.pt copied over it)")
+    return f"checkpoint {path} is truncated or corrupt (a crash or a full disk while it was written?); {fix}"
 
 
 def load_checkpoint(

@@ -909,7 +909,9 @@ print(f"{per_epoch} batches per epoch; offsets {epoch0[0] % ctx} and {epoch1[0] 
 # A checkpoint is a dict: model `state_dict`, optimiser `state_dict` (AdamW's moments and step
 # counts), the iteration, and anything else the caller adds (the training loop adds its config, RNG
 # states and timings). Paths are written to a temporary name in the same directory and renamed
-# with `os.replace`, which is atomic: a crash mid-write leaves the previous checkpoint intact.
+# with `os.replace`, which is atomic: a crash mid-write (or a full disk) leaves the previous
+# checkpoint intact and no temporary file behind. We hand `torch.save` an open file rather than a
+# path, so that a full disk surfaces as Python's `OSError` (ENOSPC) instead of a C++ `RuntimeError`.
 # File objects (a `BytesIO`, an open file) are written directly. A model wrapped by `torch.compile`
 # or `DistributedDataParallel` is unwrapped first, so the keys are always the plain model's.
 
@@ -927,14 +929,21 @@ print(f"{per_epoch} batches per epoch; offsets {epoch0[0] % ctx} and {epoch1[0] 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import torch
 
+from cs336_basics.files import atomic_path
+
 
 # %%
 #| export
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read: truncated (a crash or a full disk mid-copy) or not a checkpoint."""
+
+
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The plain module inside torch.compile (``_orig_mod``) and DDP (``module``) wrappers."""
     while True:
@@ -963,21 +972,42 @@ def save_checkpoint(
     if not isinstance(out, (str, os.PathLike)):
         torch.save(obj, out)
         return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, open(tmp, "xb") as f:  # a file object: a full disk is an OSError
+        torch.save(obj, f)
 
 
 def read_checkpoint(src: str | os.PathLike | BinaryIO | IO[bytes], map_location: Any = "cpu") -> dict:
-    """The checkpoint dict, with tensors mapped to ``map_location`` (a clear error if the path is missing)."""
-    if isinstance(src, (str, os.PathLike)) and not Path(src).is_file():
+    """The checkpoint dict, with tensors mapped to ``map_location``.
+
+    A missing path is a FileNotFoundError; a file that is empty, truncated or not a checkpoint is a
+    CheckpointError that names it and says what to do (torch's own message would suggest
+    ``weights_only=False``, which is never the fix for a damaged file).
+    """
+    is_path = isinstance(src, (str, os.PathLike))
+    if is_path and not Path(src).is_file():
         raise FileNotFoundError(f"checkpoint {str(src)!r} does not exist; check the path (or the run's checkpoints/ folder)")
-    return torch.load(src, map_location=map_location, weights_only=True)
+    with warnings.catch_warnings(record=True) as caught:  # garbage can make torch warn, then fail
+        try:
+            ckpt = torch.load(src, map_location=map_location, weights_only=True)
+        except OSError:
+            raise  # the file could not be read (EIO, EACCES): not damage
+        except Exception:  # damaged bytes make the unpickler raise almost anything
+            ckpt = None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "iteration" not in ckpt:
+        raise CheckpointError(_damaged(Path(src) if is_path else None))
+    for w in caught:  # the file loaded: its warnings are worth seeing
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ckpt
+
+
+def _damaged(path: Path | None) -> str:
+    """What to say about an unreadable checkpoint, and which kept checkpoints could replace it."""
+    if path is None:
+        return "the checkpoint is truncated or corrupt (not a file written by save_checkpoint)"
+    kept = sorted(path.parent.glob("step_*.pt"), key=lambda p: int(p.stem[5:]) if p.stem[5:].isdigit() else -1)
+    fix = (f"copy the newest kept checkpoint ({kept[-1]}) over it and resume" if kept and kept[-1] != path
+           else "delete it and start the run again (or resume from a kept checkpoints/step_N.pt copied over it)")
+    return f"checkpoint {path} is truncated or corrupt (a crash or a full disk while it was written?); {fix}"
 
 
 def load_checkpoint(
@@ -1047,16 +1077,18 @@ would; DDP averages the gradients; rank 0 logs and saves.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
 import tomllib
 import typing
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1066,6 +1098,7 @@ import torch
 
 from cs336_basics.accounting import training_flops_per_token
 from cs336_basics.data import batch_at, check_device, epoch_batch_starts, load_tokens
+from cs336_basics.files import atomic_write, attributed_to, check_writable
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
 from cs336_basics.optimizer import AdamW, WeightAverage, cosine_lr
 from cs336_basics.serialization import read_checkpoint, save_checkpoint, unwrap_model
@@ -1232,6 +1265,8 @@ def _validate(section: str, key: str, value: Any) -> None:
         raise ConfigError(f"{where} must be >= 0, got {value!r}")
     if key in ("beta1", "beta2") and not 0 <= value < 1:
         raise ConfigError(f"{where} must be in [0, 1), got {value!r}")
+    if (section, key) == ("run", "out_dir") and not value.strip():  # "" would train into the current folder
+        raise ConfigError(f"{where} must name a folder for the run (e.g. runs/my-run), got {value!r}")
 
 
 def _set(config: TrainConfig, section: str, key: str, value: Any, raw: str | None = None) -> None:
@@ -1489,9 +1524,18 @@ def set_rng_state(state: dict[str, Any], batch_rng: np.random.Generator) -> None
 #   window is copied once, checked for NaN/inf (naming the first bad step) and averaged.
 # * **Ctrl-C** sets a flag; the step in progress finishes, a checkpoint is written and
 #   `TrainingInterrupted` is raised (the CLI turns it into exit status 130). A second Ctrl-C aborts.
+#   **SIGTERM** (what `kill`, a job scheduler or a shutting-down machine sends) does the same, and
+#   the CLI exits with 143 (128 + 15, the usual status for "terminated").
 # * **A non-finite loss** raises `TrainingDiverged`; nothing is saved after the last good checkpoint.
+#   "Good" is checked, not assumed: the update of a step whose loss was finite can still blow up
+#   the weights, so a checkpoint is written only from finite weights, each records the training
+#   loss of its last window, and the error names the newest checkpoint on disk that passes both.
 # * **Resume** restores the model, AdamW, the step, the RNG states and the clock, and drops any
-#   metrics lines logged after the checkpoint, so a resumed run continues the same curve.
+#   metrics lines logged after the checkpoint, so a resumed run continues the same curve. A last
+#   metrics line cut short (the process died while writing it) is dropped too.
+# * **Before the first step** the run folder must be writable and its disk must have room for two
+#   checkpoints (the new one is written next to the old before it replaces it), so a full disk is
+#   found in a second, not after an hour.
 # * **The weight average** (`optim.ema_halflife > 0`): updated after every optimizer step,
 #   validated next to the weights themselves (`val/ema_loss`), saved in every checkpoint (`"ema"`,
 #   restored on resume), and it is the model `load_model_from_run` returns — so evaluation, samples
@@ -1500,51 +1544,76 @@ def set_rng_state(state: dict[str, Any], batch_rng: np.random.Generator) -> None
 # %%
 #| export
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training: a checkpoint at ``step`` was saved to ``checkpoint``."""
+    """Ctrl-C or SIGTERM during training: a checkpoint at ``step`` was saved to ``checkpoint``.
 
-    def __init__(self, step: int, checkpoint: Path | None):
+    ``signum`` is the signal that asked to stop (SIGINT for Ctrl-C); the CLI exits with 128 + signum.
+    """
+
+    def __init__(self, step: int, checkpoint: Path | None, signum: int = signal.SIGINT):
         super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}; continue with --resume")
-        self.step, self.checkpoint = step, checkpoint
+        self.step, self.checkpoint, self.signum = step, checkpoint, int(signum)
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss (or the weights) became NaN or infinite."""
 
 
 class _StopFlag:
-    """Turn the first SIGINT into a flag checked between steps; a second one interrupts immediately."""
+    """Turn the first SIGINT or SIGTERM into a flag checked between steps; a second one interrupts
+    immediately. ``signum`` remembers which signal asked."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum = signal.SIGINT
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: finishing this step and saving a checkpoint (press again to abort)", file=sys.stderr)
+        self.requested, self.signum = True, signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: finishing this step and saving a checkpoint (again to abort)", file=sys.stderr)
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handler)
         except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+            pass
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def _metrics_writer(path: Path, keep_until_step: int | None):
-    """Open metrics.jsonl for appending; on resume keep only lines up to the checkpoint's step."""
+    """Open metrics.jsonl for appending; on resume keep only lines up to the checkpoint's step.
+
+    A last line that is not valid JSON is the one being written when the process died: it is
+    dropped. A bad line anywhere else means the file was damaged or edited: a ValueError naming it.
+    """
     if keep_until_step is None:
         path.unlink(missing_ok=True)
     elif path.exists():
-        kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= keep_until_step]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(ln + "\n" for ln in kept))
-        os.replace(tmp, path)
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):  # torn by a crash mid-write
+                    continue
+                raise ValueError(f"{path} line {number} is not valid JSON; delete or repair that line (one JSON "
+                                 "object per line), then resume again") from None
+            if record.get("step", 0) <= keep_until_step:
+                kept.append(line)
+        with attributed_to(path):
+            atomic_write(path, "".join(ln + "\n" for ln in kept))
     return path.open("a", encoding="utf-8")
 
 
@@ -1599,6 +1668,63 @@ for _g in optimizer_groups(_lm, _o):
     print(f"{sum(p.numel() for p in _g['params']):>6} weights  lr_scale {_g['lr_scale']:>4}  weight_decay {_g['weight_decay']}")
 
 
+# %% [markdown]
+# Two questions a failing run must answer. Before it starts: is there room to save it? A
+# checkpoint holds the weights and AdamW's two moments (and the weight average when it is on), 4
+# bytes each, and saving needs room for the new file beside the old one. After a NaN: which
+# checkpoint can I go back to? The newest one on disk whose recorded loss and whose weights are
+# finite.
+
+# %%
+#| export
+def checkpoint_bytes(n_params: int, weight_average: bool = False) -> int:
+    """About how large a checkpoint is: weights + AdamW's two moments (+ the average), float32 each."""
+    return 4 * n_params * (4 if weight_average else 3)
+
+
+def _check_room(out_dir: Path, n_params: int, weight_average: bool) -> None:
+    """Fail before the first step (OSError ENOSPC, or whatever check_writable meets) rather than at
+    the first checkpoint: ``out_dir`` must be writable with room for two checkpoints."""
+    check_writable(out_dir)
+    need, free = 2 * checkpoint_bytes(n_params, weight_average), shutil.disk_usage(out_dir).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"{free / 2**20:,.1f} MiB free in {out_dir}; saving this model needs "
+                      f"room for two {need / 2 / 2**20:,.1f} MiB checkpoints", str(out_dir))
+
+
+def _all_finite(tensors) -> bool:
+    """True when every tensor is free of NaN and inf (one host sync for all of them)."""
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def _last_good_checkpoint(ckpt_dir: Path) -> str:
+    """A sentence naming the newest checkpoint on disk with a finite recorded loss and finite weights."""
+    def step_of(p: Path) -> int:
+        return int(p.stem[5:]) if p.stem[5:].isdigit() else -1
+    latest = ckpt_dir / "latest.pt"
+    best: tuple[int, Path] | None = None
+    # latest.pt, then the kept step_N.pt newest first, reading only those that could be newer
+    for path in [latest] + sorted(ckpt_dir.glob("step_*.pt"), key=step_of, reverse=True):
+        if best is not None and path != latest and step_of(path) <= best[0]:
+            break
+        try:
+            ckpt = read_checkpoint(path)
+        except (FileNotFoundError, ValueError):  # absent, or damaged: not a checkpoint to go back to
+            continue
+        loss = ckpt.get("train_loss")  # None: not recorded (an interrupt before any step, an older loop)
+        if (loss is None or math.isfinite(loss)) and _all_finite(ckpt["model"].values()):
+            if best is None or ckpt["iteration"] > best[0]:
+                best = (int(ckpt["iteration"]), path)
+            if path != latest:
+                break
+    if best is None:
+        return "No good checkpoint was written yet; lower optim.lr or use a smaller optim.grad_clip"
+    step, path = best
+    how = "resume from it" if path.name == "latest.pt" else "copy it over checkpoints/latest.pt and resume"
+    return (f"The last good checkpoint is {path} (step {step}); {how} with a lower optim.lr or a smaller "
+            "optim.grad_clip")
+
+
 # %%
 #| export
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -1606,8 +1732,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
     Writes run.out_dir/config.toml, metrics.jsonl and checkpoints/latest.pt (+ step_N.pt when
     run.keep_checkpoints). ``resume=True`` continues from checkpoints/latest.pt exactly.
-    Raises TrainingInterrupted after saving on Ctrl-C, TrainingDiverged on a NaN/inf loss, and
-    ConfigError / FileNotFoundError / ValueError for bad settings or data.
+    Raises TrainingInterrupted after saving on Ctrl-C or SIGTERM, TrainingDiverged on a NaN/inf loss
+    or weights, ConfigError / FileNotFoundError / ValueError (CheckpointError) for bad settings, data
+    or a damaged checkpoint, and OSError (with the file named) when the disk is full or read-only.
     """
     r = config.run
     d = setup_distributed(r.device)
@@ -1667,6 +1794,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     random.seed(r.seed)
     model = TransformerLM(**model_kwargs(m), device=device)
     n_params = sum(p.numel() for p in model.parameters())
+    _check_room(out_dir, n_params, o.ema_halflife > 0)
     optimizer = AdamW(optimizer_groups(model, o), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     averager = WeightAverage(model, o.ema_halflife) if o.ema_halflife > 0 else None
     # every rank draws the same global batch of starts and reads its own slice of it
@@ -1675,7 +1803,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     n_val_starts = len(valid_tokens) - m.context_length
     val_starts = [val_rng.integers(0, n_val_starts, size=dc.batch_size) for _ in range(r.eval_batches)]
 
-    start_step, wall_offset = 0, 0.0
+    start_step, wall_offset, resumed_loss = 0, 0.0, None
     if resume:
         ckpt = read_checkpoint(latest, map_location=device)
         saved = ckpt.get("config", {}).get("model")
@@ -1693,6 +1821,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
             averager.load_state_dict(ckpt["ema"])
         start_step = int(ckpt["iteration"])
         wall_offset = float(ckpt.get("wallclock_s", 0.0))
+        resumed_loss = ckpt.get("train_loss")
         set_rng_state(ckpt["rng"], batch_rng)
         del ckpt
 
@@ -1717,8 +1846,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
 
     metrics = wandb_run = None
     if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
+        with attributed_to(out_dir / "config.toml"):
+            atomic_write(out_dir / "config.toml", config_to_toml(config))
         metrics = _metrics_writer(out_dir / "metrics.jsonl", start_step if resume else None)
         if r.wandb:
             import wandb  # optional dependency: pip install 'cs336-basics[wandb]'
@@ -1728,8 +1857,9 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
 
     def log(record: dict[str, Any]) -> None:
         if metrics is not None:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
+            with attributed_to(metrics.name):  # a full disk names metrics.jsonl
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
         if wandb_run is not None:
             wandb_run.log(record, step=record["step"])
 
@@ -1754,17 +1884,24 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
         raw_model.train()
         return all_reduce_mean(total / len(val_starts), d).item()
 
-    def checkpoint(step: int, batch_state: dict[str, Any], wall: float) -> Path | None:
+    def checkpoint(step: int, batch_state: dict[str, Any], wall: float, train_loss: float | None) -> Path | None:
+        # the update of a step whose loss was finite can still make the weights NaN or inf: never
+        # overwrite a good latest.pt with those. Every rank checks (DDP keeps the weights equal), so
+        # every rank stops alike.
+        if not _all_finite(raw_model.parameters()):
+            raise TrainingDiverged(f"the weights became NaN or infinite by step {step}; stopping without saving "
+                                   "them. " + _last_good_checkpoint(ckpt_dir))
         if not d.is_main:
             return None
         rng = rng_state(batch_rng) | {"batches": batch_state}
         extra = dict(config=dataclasses.asdict(config), rng=rng, wallclock_s=wall,
-                     tokens=step * tokens_per_step, n_params=n_params)
+                     tokens=step * tokens_per_step, n_params=n_params, train_loss=train_loss)
         if averager is not None:
             extra["ema"] = averager.state_dict()
-        save_checkpoint(raw_model, optimizer, step, latest, **extra)
-        if r.keep_checkpoints:
-            save_checkpoint(raw_model, optimizer, step, ckpt_dir / f"step_{step}.pt", **extra)
+        paths = [latest] + ([ckpt_dir / f"step_{step}.pt"] if r.keep_checkpoints else [])
+        for path in paths:
+            with attributed_to(path):  # a full disk names the checkpoint (and atomic_path keeps the old one)
+                save_checkpoint(raw_model, optimizer, step, path, **extra)
         return latest
 
     t_start = time.perf_counter()
@@ -1777,9 +1914,11 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     norms: list[torch.Tensor] = []
     window_start, window_t0 = start_step, time.perf_counter()
     completed, batch_state = start_step, batch_rng.bit_generator.state  # batch_state: after `completed` steps
+    train_loss = resumed_loss  # the last window's mean loss (None: not known yet)
     model.train()
+    stop = _StopFlag()
     try:
-        with _StopFlag() as stop:
+        with stop:
             for step in range(start_step, s.max_steps):
                 lr = cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps)
                 for group in optimizer.param_groups:
@@ -1816,13 +1955,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                     bad = (~torch.isfinite(losses)).nonzero()
                     if len(bad):
                         first = window_start + int(bad[0]) + 1
-                        have = read_checkpoint(latest)["iteration"] if latest.is_file() else None
-                        raise TrainingDiverged(
-                            f"loss became {losses[int(bad[0])].item()} at step {first}; stopping. "
-                            + (f"The last good checkpoint is {latest} (step {have}); resume from it with a "
-                               "lower optim.lr or a smaller optim.grad_clip" if have is not None else
-                               "No checkpoint was written yet; lower optim.lr or use a smaller optim.grad_clip")
-                        )
+                        raise TrainingDiverged(f"loss became {losses[int(bad[0])].item()} at step {first}; stopping. "
+                                               + _last_good_checkpoint(ckpt_dir))
                     elapsed = time.perf_counter() - window_t0
                     tok_s = (it - window_start) * tokens_per_step / max(elapsed, 1e-9)
                     train_loss = losses.mean().item()
@@ -1834,22 +1968,25 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                     log(record)
                     bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
                     if last or it % r.checkpoint_every == 0 or stop_now:
-                        checkpoint(it, batch_state, wall())
+                        checkpoint(it, batch_state, wall(), train_loss)
                     window, norms = [], []
                     window_start, window_t0 = it, time.perf_counter()
                 if stop_now:
-                    raise TrainingInterrupted(it, latest if d.is_main else None)
+                    raise TrainingInterrupted(it, latest if d.is_main else None, stop.signum)
     except KeyboardInterrupt as err:
         if isinstance(err, TrainingInterrupted):
             raise
         # interrupted inside a step (a second Ctrl-C, or a KeyboardInterrupt raised from elsewhere):
         # save the state after the last finished step, with the batch generator as it was then
-        path = checkpoint(completed, batch_state, wall())
-        raise TrainingInterrupted(completed, path) from None
+        if window:
+            train_loss = torch.stack(window).float().mean().item()
+        path = checkpoint(completed, batch_state, wall(), train_loss)
+        raise TrainingInterrupted(completed, path, stop.signum) from None
     finally:
         bar.close()
         if metrics is not None:
-            metrics.close()
+            with suppress(OSError):  # every line was flushed; a failed one is already being raised
+                metrics.close()
         if wandb_run is not None:
             wandb_run.finish()
     return out_dir

@@ -426,9 +426,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "latest.pt"
     save_checkpoint(model, opt, 1, path)
 
-    def broken_save(obj, f):
-        with open(f, "wb") as fh:
-            fh.write(b"half a checkpoint")
+    def broken_save(obj, f):  # save_checkpoint hands torch.save an open file
+        f.write(b"half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
