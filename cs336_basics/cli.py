@@ -228,6 +228,7 @@ def _add_train(sub) -> None:
 
 def _run_train(args) -> int:
     from cs336_basics.files import describe_os_error
+    from cs336_basics.runs import RunInUse
     from cs336_basics.train import ConfigError, TrainingDiverged, TrainingInterrupted, load_config, train
 
     try:
@@ -235,7 +236,7 @@ def _run_train(args) -> int:
         run_dir = train(config, resume=args.resume)
     # ValueError: bad data (token ids out of range, too short files), model settings, a damaged
     # checkpoint (CheckpointError) or metrics.jsonl
-    except (ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged, ValueError) as err:
+    except (ConfigError, FileNotFoundError, FileExistsError, TrainingDiverged, ValueError, RunInUse) as err:
         raise CLIError(str(err)) from None
     except OSError as err:  # a full disk or a read-only folder: train names the file it could not write
         raise CLIError(describe_os_error(err)) from None

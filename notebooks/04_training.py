@@ -1098,6 +1098,7 @@ import torch
 
 from cs336_basics.accounting import training_flops_per_token
 from cs336_basics.data import batch_at, check_device, epoch_batch_starts, load_tokens
+from cs336_basics.runs import run_lock
 from cs336_basics.files import atomic_write, attributed_to, check_writable
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
 from cs336_basics.optimizer import AdamW, WeightAverage, cosine_lr
@@ -1734,7 +1735,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     run.keep_checkpoints). ``resume=True`` continues from checkpoints/latest.pt exactly.
     Raises TrainingInterrupted after saving on Ctrl-C or SIGTERM, TrainingDiverged on a NaN/inf loss
     or weights, ConfigError / FileNotFoundError / ValueError (CheckpointError) for bad settings, data
-    or a damaged checkpoint, and OSError (with the file named) when the disk is full or read-only.
+    or a damaged checkpoint, OSError (with the file named) when the disk is full or read-only, and
+    runs.RunInUse when another process is writing run.out_dir.
     """
     r = config.run
     d = setup_distributed(r.device)
@@ -1745,8 +1747,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         torch.set_num_threads(r.num_threads)
     if r.deterministic:
         torch.use_deterministic_algorithms(True)
+    # one writer per run folder: a second run into it (another process) stops here, at once (RunInUse)
+    lock = run_lock(r.out_dir) if d.is_main else nullcontext()
     try:
-        return _train(config, resume, d, device)
+        with lock:
+            return _train(config, resume, d, device)
     finally:
         torch.set_num_threads(threads_before)
         torch.use_deterministic_algorithms(deterministic_before)

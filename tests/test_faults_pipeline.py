@@ -72,6 +72,24 @@ def test_a_second_writer_is_refused_at_once_and_a_dead_ones_lock_is_taken_over(r
     assert status == 0 and "[samples] done" in err
 
 
+def test_cs336_train_into_a_folder_another_process_writes_is_refused(run_copy, capsys):
+    _, out = run_copy
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom cs336_basics.runs import run_lock\n"
+         f"with run_lock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(out)
+        status, _, err = run_cli(capsys, "train", "--config", out / "config.toml", "--resume",
+                                 "--set", f"run.out_dir={out}", "--set", "schedule.max_steps=20")
+        assert status == 2 and f"in use by process {holder.pid}" in err and "Traceback" not in err
+        assert snapshot(out) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_two_real_pipelines_into_one_folder_one_is_refused(tmp_path):
     data = write_corpus(tmp_path / "data", n_train=300, n_valid=40)
     out = tmp_path / "run"
