@@ -16,6 +16,8 @@ from cs336_basics.pipeline import PipelineError, run_pipeline
 from cs336_basics.runs import RunInUse, run_lock
 from test_pipeline import SMALL, run_cli, write_corpus
 
+pytestmark = pytest.mark.slow  # end-to-end runs: `pytest -m "not slow"` leaves them out
+
 STEPS = ["--set", "schedule.max_steps=10"]
 
 

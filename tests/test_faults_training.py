@@ -177,6 +177,7 @@ def test_a_corrupt_metrics_line_names_the_file_and_line(token_files, tmp_path, c
 
 
 # ---------------------------------------------------------------- 4. SIGTERM
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_resume_finishes(token_files, tmp_path):
     run, steps = tmp_path / "run", 400
     common = (f"schedule.max_steps={steps}", "run.log_every=1", "run.checkpoint_every=1000", "run.eval_every=1000")

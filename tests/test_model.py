@@ -566,6 +566,7 @@ def test_bf16_parameters():
     torch.testing.assert_close(out.float(), lm_oracle(w, ids, 2, 4), atol=0.15, rtol=0.05)
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager():
     torch._dynamo.reset()
     model = tiny_lm(num_layers=1, context_length=8, d_model=16, num_heads=2)
@@ -577,6 +578,7 @@ def test_torch_compile_matches_eager():
     assert model.lm_head.weight.grad is not None
 
 
+@pytest.mark.slow
 def test_model_and_loss_trace_as_one_graph():
     """A graph break (e.g. an in-place autograd.Function that dynamo cannot trace) splits the
     compiled step into pieces and costs most of torch.compile's speed-up on CPU."""

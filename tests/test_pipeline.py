@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from cs336_basics import cli
 from cs336_basics.pipeline import evaluate_run
 
+pytestmark = pytest.mark.slow  # end-to-end runs: `pytest -m "not slow"` leaves them out
+
 EOT = "<|endoftext|>"
 SMALL = ["--set", "model.vocab_size=320", "--set", "run.progress=false", "--sample-tokens", "24"]
 

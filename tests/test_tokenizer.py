@@ -239,6 +239,7 @@ def test_encode_iterable_file_and_string():
     assert list(tok.encode_iterable(text)) == tok.encode(text)
 
 
+@pytest.mark.slow
 def test_encode_iterable_constant_memory():
     """5 MB streamed line by line stays within ~1 MB of Python allocations (buffer, pieces, cache)."""
     tok = small()

@@ -375,6 +375,7 @@ def test_bf16_autocast_on_cpu(token_files, tmp_path):
 
 
 # ---------------------------------------------------------------- DDP
+@pytest.mark.slow
 @pytest.mark.parametrize("loss_chunk_rows", [0, 40])
 def test_ddp_two_processes_match_one_process(token_files, tmp_path, loss_chunk_rows):
     common = ["schedule.max_steps=4", "run.log_every=1", "run.eval_every=4", "run.num_threads=1",

@@ -41,6 +41,7 @@ def test_cross_entropy_hand_written_backward_passes_gradcheck():
     torch.testing.assert_close(g, g_ref)
 
 
+@pytest.mark.slow
 def test_compiled_cross_entropy_matches_eager():
     torch._dynamo.reset()
     logits = torch.randn(4, 6, 50, requires_grad=True)
@@ -146,6 +147,7 @@ def test_adamw_matches_torch_adamw_over_many_steps(kw):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_adamw_compiled_update_matches_eager():
     torch._dynamo.reset()
 
