@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -138,6 +139,14 @@ NO_MERGE = 2**31 - 1  # rank of a pair that is not a merge (fits int32)
 GPT2_PAT_FACTORED = r"""'(?:[sdmt]|ll|ve|re)| ?(?:\p{L}+|\p{N}+|[^\s\p{L}\p{N}]+)|\s+(?!\S)|\s+"""
 TIKTOKEN_GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 FASTER_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_FACTORED, TIKTOKEN_GPT2_PAT: GPT2_PAT_FACTORED}
+# On ASCII-only text GPT-2's classes are plain ranges: \p{L} is [A-Za-z], \p{N} is [0-9] and `regex`'s \s is
+# [\t\n\v\f\r ] (not \x1c-\x1f, which `re`'s \s would add). The standard library's `re` runs this twice as fast.
+_ASCII_SPACE = r"\t\n\x0b\x0c\r "
+GPT2_PAT_ASCII = (
+    rf"""'(?:[sdmt]|ll|ve|re)| ?(?:[A-Za-z]+|[0-9]+|[^{_ASCII_SPACE}A-Za-z0-9]+)"""
+    rf"""|[{_ASCII_SPACE}]+(?![^{_ASCII_SPACE}])|[{_ASCII_SPACE}]+"""
+)
+ASCII_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_ASCII, TIKTOKEN_GPT2_PAT: GPT2_PAT_ASCII}
 
 
 def bpe_merge_word(ids: list[int], pair_rank: dict[tuple[int, int], int], merged_id: Sequence[int]) -> list[int]:
@@ -298,12 +307,19 @@ def bpe_merge_words(
         rank[changed] = ranks_at(changed)
     if not done_tokens:
         return [""] * len(lengths) if as_str else [[] for _ in range(len(lengths))]
-    flat = np.concatenate(done_tokens).astype(np.uint32)
-    flat = flat.tobytes().decode("utf-32-le", "surrogatepass") if as_str else flat.tolist()
-    ends = np.cumsum(np.concatenate(done_counts))
-    pieces = list(map(flat.__getitem__, map(slice, (ends - np.concatenate(done_counts)).tolist(), ends.tolist())))
-    order = np.argsort(np.concatenate(done_words))  # back to input order
-    return [pieces[i] for i in order.tolist()]
+    # back to input order: gather each word's run of tokens, word by word in input order
+    flat, counts = np.concatenate(done_tokens).astype(np.uint32), np.concatenate(done_counts)
+    order = np.argsort(np.concatenate(done_words))
+    starts, counts = (np.cumsum(counts) - counts)[order], counts[order]
+    ends = np.cumsum(counts)
+    flat = flat[np.arange(flat.size) + np.repeat(starts - (ends - counts), counts)]
+    if not as_str:
+        return [word.tolist() for word in np.split(flat, ends[:-1])]
+    # a separator (an id no word holds) between words, then one str.split in C: no Python step per word
+    sep = int(flat.max()) + 1 if flat.size else 0
+    spaced = np.full(flat.size + counts.size - 1, sep, dtype=np.uint32)
+    spaced[np.arange(flat.size) + np.repeat(np.arange(counts.size), counts)] = flat
+    return spaced.tobytes().decode("utf-32-le", "surrogatepass").split(chr(sep))
 
 
 class Tokenizer:
@@ -326,6 +342,7 @@ class Tokenizer:
 
     STREAM_CHARS = 1 << 14  # encode_iterable encodes its buffer once it holds this many characters
     BATCH_MIN_WORDS = 64  # fewer new pre-tokens than this: merge them one by one (numpy has overhead)
+    BATCH_CHARS = 1 << 20  # encode looks up the pre-tokens of about this many characters at once
 
     def __init__(
         self,
@@ -379,9 +396,12 @@ class Tokenizer:
         self.byte_ids = np.array([self.id_of.get(bytes([b]), -1) for b in range(256)], dtype=np.int64)
 
         self.pattern = pattern
-        self._pretokenize = regex.compile(FASTER_EQUIVALENT_PATTERN.get(pattern, pattern)).findall
+        self._compile_pattern()
         self.cache_size = cache_size
-        self._cache: dict[str, str] = {}  # pre-token -> its ids as a string of chr(id)
+        # A special token is a pre-token whose ids are known: the cache starts with them. No ordinary
+        # pre-token can equal one, because pre-tokens come from the text between special tokens.
+        self._special_cache = {special: chr(token_id) for special, token_id in self.special_token_ids.items()}
+        self._cache: dict[str, str] = dict(self._special_cache)  # pre-token -> its ids as a string of chr(id)
         self.whole_token_lookup = whole_token_lookup
         self._whole_tokens: dict[str, str] = {}  # token text -> chr(id), for whole_token_lookup
         if whole_token_lookup:
@@ -404,11 +424,22 @@ class Tokenizer:
         return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
 
     def __getstate__(self):  # workers of a process pool get the tokenizer without its cache
-        return self.__dict__ | {"_cache": {}, "_pretokenize": None}
+        return self.__dict__ | {"_cache": dict(self._special_cache), "_findall": None, "_ascii_findall": None}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._pretokenize = regex.compile(FASTER_EQUIVALENT_PATTERN.get(self.pattern, self.pattern)).findall
+        self._compile_pattern()
+
+    def _compile_pattern(self) -> None:
+        self._findall = regex.compile(FASTER_EQUIVALENT_PATTERN.get(self.pattern, self.pattern)).findall
+        ascii_pattern = ASCII_EQUIVALENT_PATTERN.get(self.pattern)
+        self._ascii_findall = re.compile(ascii_pattern).findall if ascii_pattern else None
+
+    def _pretokenize(self, text: str) -> list[str]:
+        """The pre-tokens of ``text`` (which holds no special token)."""
+        if self._ascii_findall is not None and text.isascii():
+            return self._ascii_findall(text)
+        return self._findall(text)
 
     # ------------------------------------------------------------------ encode
     def encode(self, text: str) -> list[int]:
@@ -417,12 +448,21 @@ class Tokenizer:
             raise TypeError(f"encode expects a str, got {type(text).__name__}; decode bytes first")
         if self._special_re is None:
             return self._encode_ordinary(text)
+        # One list of pre-tokens for many documents, special tokens included (the cache holds their
+        # ids), so that the new pre-tokens of all of them are merged in one batch.
         ids: list[int] = []
+        pieces: list[str] = []
+        size = 0
         for i, part in enumerate(self._special_re.split(text)):
             if i % 2:
-                ids.append(self.special_token_ids[part])
+                pieces.append(part)
             elif part:
-                ids += self._encode_ordinary(part)
+                pieces += self._pretokenize(part)
+                size += len(part)
+                if size >= self.BATCH_CHARS:  # bounded memory for the pre-tokens of a long text
+                    ids += self._ids_of_pretokens(pieces)
+                    pieces, size = [], 0
+        ids += self._ids_of_pretokens(pieces)
         return ids
 
     def _encode_ordinary(self, text: str) -> list[int]:
@@ -434,6 +474,7 @@ class Tokenizer:
         cache = self._cache
         if len(cache) > self.cache_size:  # bounded memory on endless streams
             cache.clear()
+            cache.update(self._special_cache)
         new = set(pieces).difference(cache)
         if new and self.whole_token_lookup:
             whole = new.intersection(self._whole_tokens)
@@ -501,7 +542,7 @@ class Tokenizer:
 
     def _encode_settled_prefix(self, text: str) -> tuple[list[int], str]:
         """Ids of the longest prefix of ``text`` that more text cannot change, and the rest of ``text``."""
-        ids: list[int] = []
+        pieces: list[str] = []
         start, stop = 0, len(text)
         if self._special_re is not None:
             # a special token starting before `stop` is wholly visible, so its longest match is decided
@@ -509,18 +550,17 @@ class Tokenizer:
             for match in self._special_re.finditer(text):
                 if match.start() >= stop:
                     break
-                ids += self._encode_ordinary(text[start : match.start()])
-                ids.append(self.special_token_ids[match.group()])
+                pieces += self._pretokenize(text[start : match.start()])
+                pieces.append(match.group())  # cached as its id
                 start = match.end()
             stop = max(start, stop)
-        pieces = self._pretokenize(text[start:stop])
+        tail = self._pretokenize(text[start:stop])
         # a GPT-2 pre-token is decided by the text up to 2 characters past its end; keep a margin of 8
-        settled, end = len(pieces), stop - start
+        settled, end = len(tail), stop - start
         while settled and end > stop - start - 8:
             settled -= 1
-            end -= len(pieces[settled])
-        ids += self._ids_of_pretokens(pieces[:settled])
-        return ids, text[start + end :]
+            end -= len(tail[settled])
+        return self._ids_of_pretokens(pieces + tail[:settled]), text[start + end :]
 
     # ------------------------------------------------------------------ decode
     def decode(self, ids: Iterable[int]) -> str:
