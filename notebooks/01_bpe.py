@@ -915,6 +915,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 
@@ -1123,8 +1124,8 @@ _EMPTY = np.uint64(2**64 - 1)
 class PairTable:
     """A numpy hash table ``(left id, right id) -> merge rank`` that looks up whole arrays of pairs.
 
-    Keys are ``left * width + right`` (width = largest id + 1); open addressing, linear probing,
-    load factor at most 1/4, so most lookups take one probe.
+    Keys are ``left * width + right`` (width = largest id + 1), distinct; open addressing, linear
+    probing, load factor at most 1/4, so most lookups take one probe.
 
     >>> t = PairTable(np.array([5, 7]), np.array([6, 5]), np.array([0, 1]), width=8)
     >>> t.lookup(np.array([5 * 8 + 6, 7 * 8 + 5, 1 * 8 + 2], dtype=np.uint64)).tolist() == [0, 1, NO_MERGE]
@@ -1140,11 +1141,10 @@ class PairTable:
         self.keys = np.full(1 << bits, _EMPTY, dtype=np.uint64)
         self.ranks = np.full(1 << bits, NO_MERGE, dtype=np.int32)
         todo, slot = np.arange(len(keys)), self._slot(keys)
-        while todo.size:  # insert all keys at once; of several keys wanting one free slot the first wins
+        while todo.size:  # insert all keys at once; of several (distinct) keys wanting one free slot, one lands
             free = np.flatnonzero(self.keys[slot] == _EMPTY)
-            _, first = np.unique(slot[free], return_index=True)
-            won = free[first]
-            self.keys[slot[won]] = keys[todo[won]]
+            self.keys[slot[free]] = keys[todo[free]]
+            won = free[self.keys[slot[free]] == keys[todo[free]]]
             self.ranks[slot[won]] = ranks[todo[won]]
             lost = np.ones(todo.size, dtype=bool)
             lost[won] = False
@@ -1470,8 +1470,9 @@ class Tokenizer:
                 start += length
             return out
         if self._table is None:
-            pairs = np.array(list(self.pair_rank), dtype=np.int64).reshape(-1, 2)
-            ranks = np.array(list(self.pair_rank.values()), dtype=np.int64)
+            n = len(self.pair_rank)
+            pairs = np.fromiter(chain.from_iterable(self.pair_rank), dtype=np.int64, count=2 * n).reshape(-1, 2)
+            ranks = np.fromiter(self.pair_rank.values(), dtype=np.int64, count=n)
             self._table = PairTable(pairs[:, 0], pairs[:, 1], ranks, width=self.vocab_size)
             self._merged_array = np.array(self.merged_id, dtype=np.int64)
             # ranks of byte pairs in a dense 256 x 256 table: the first round looks up every pair
