@@ -148,6 +148,45 @@ GPT2_PAT_ASCII = (
     rf"""|[{_ASCII_SPACE}]+(?![^{_ASCII_SPACE}])|[{_ASCII_SPACE}]+"""
 )
 ASCII_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_ASCII, TIKTOKEN_GPT2_PAT: GPT2_PAT_ASCII}
+_ASCII_NON_SPACE = frozenset(map(chr, range(128))) - set("\t\n\x0b\x0c\r ")
+
+
+def pretokenize_mixed(text: str, ascii_findall, findall, sparse: int = 256) -> list[str]:
+    """GPT-2 pre-tokens of ``text``: ``findall`` (any text) around its non-ASCII runs, ``ascii_findall`` between.
+
+    A space right after an ASCII non-space character starts a pre-token and no match looks across
+    it (a space only ever starts a GPT-2 pre-token), so the text on either side splits the same alone.
+    We cut at the nearest such space before and after each non-ASCII run. Text with non-ASCII runs
+    closer than ``sparse`` characters on average goes to ``findall`` whole.
+
+    >>> pretokenize_mixed("a café, and more", re.compile(GPT2_PAT_ASCII).findall, regex.compile(GPT2_PAT).findall)
+    ['a', ' café', ',', ' and', ' more']
+    """
+    wide = np.flatnonzero(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32) > 127)
+    firsts = np.flatnonzero(np.diff(wide, prepend=-2) > 1)  # runs of non-ASCII characters
+    if not wide.size:
+        return ascii_findall(text)
+    if firsts.size * sparse > len(text):
+        return findall(text)
+    pieces: list[str] = []
+    done = 0  # text[:done] is pre-tokenized; done is 0 or a cut
+    for start, end in zip(wide[firsts].tolist(), (wide[np.append(firsts[1:], wide.size) - 1] + 1).tolist()):
+        if start < done:  # inside the last span (a cut is ASCII, so a run never straddles one)
+            continue
+        cut = text.rfind(" ", done + 1, start)
+        while cut > done and text[cut - 1] not in _ASCII_NON_SPACE:
+            cut = text.rfind(" ", done + 1, cut)
+        if cut > done:
+            pieces += ascii_findall(text[done:cut])
+            done = cut
+        cut = text.find(" ", end)
+        while cut != -1 and text[cut - 1] not in _ASCII_NON_SPACE:
+            cut = text.find(" ", cut + 1)
+        cut = len(text) if cut == -1 else cut
+        pieces += findall(text[done:cut])
+        done = cut
+    pieces += ascii_findall(text[done:])
+    return pieces
 
 
 def bpe_merge_word(ids: list[int], pair_rank: dict[tuple[int, int], int], merged_id: Sequence[int]) -> list[int]:
@@ -217,14 +256,19 @@ class PairTable:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Ranks of ``keys`` (uint64 array), ``NO_MERGE`` where a key is absent."""
-        result = np.full(keys.size, NO_MERGE, dtype=np.int32)
-        where, slot = np.arange(keys.size), self._slot(keys)
+        slot = self._slot(keys)
+        found = self.keys[slot]
+        hit = found == keys
+        result = np.where(hit, self.ranks[slot], np.int32(NO_MERGE))
+        where = np.flatnonzero(~hit & (found != _EMPTY))  # a few collided: probe the next slots
+        slot, keys = slot[where], keys[where]
         while where.size:
+            slot = (slot + 1) & self.mask
             found = self.keys[slot]
-            hit = np.flatnonzero(found == keys)
+            hit = found == keys
             result[where[hit]] = self.ranks[slot[hit]]
-            more = np.flatnonzero((found != keys) & (found != _EMPTY))
-            where, slot, keys = where[more], (slot[more] + 1) & self.mask, keys[more]
+            more = np.flatnonzero(~hit & (found != _EMPTY))
+            where, slot, keys = where[more], slot[more], keys[more]
         return result
 
 
@@ -437,9 +481,11 @@ class Tokenizer:
 
     def _pretokenize(self, text: str) -> list[str]:
         """The pre-tokens of ``text`` (which holds no special token)."""
-        if self._ascii_findall is not None and text.isascii():
+        if self._ascii_findall is None:
+            return self._findall(text)
+        if text.isascii():
             return self._ascii_findall(text)
-        return self._findall(text)
+        return pretokenize_mixed(text, self._ascii_findall, self._findall)
 
     # ------------------------------------------------------------------ encode
     def encode(self, text: str) -> list[int]:
