@@ -140,53 +140,6 @@ NO_MERGE = 2**31 - 1  # rank of a pair that is not a merge (fits int32)
 GPT2_PAT_FACTORED = r"""'(?:[sdmt]|ll|ve|re)| ?(?:\p{L}+|\p{N}+|[^\s\p{L}\p{N}]+)|\s+(?!\S)|\s+"""
 TIKTOKEN_GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 FASTER_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_FACTORED, TIKTOKEN_GPT2_PAT: GPT2_PAT_FACTORED}
-# On ASCII-only text GPT-2's classes are plain ranges: \p{L} is [A-Za-z], \p{N} is [0-9] and `regex`'s \s is
-# [\t\n\v\f\r ] (not \x1c-\x1f, which `re`'s \s would add). The standard library's `re` runs this twice as fast.
-_ASCII_SPACE = r"\t\n\x0b\x0c\r "
-GPT2_PAT_ASCII = (
-    rf"""'(?:[sdmt]|ll|ve|re)| ?(?:[A-Za-z]+|[0-9]+|[^{_ASCII_SPACE}A-Za-z0-9]+)"""
-    rf"""|[{_ASCII_SPACE}]+(?![^{_ASCII_SPACE}])|[{_ASCII_SPACE}]+"""
-)
-ASCII_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_ASCII, TIKTOKEN_GPT2_PAT: GPT2_PAT_ASCII}
-_ASCII_NON_SPACE = frozenset(map(chr, range(128))) - set("\t\n\x0b\x0c\r ")
-
-
-def pretokenize_mixed(text: str, ascii_findall, findall, sparse: int = 256) -> list[str]:
-    """GPT-2 pre-tokens of ``text``: ``findall`` (any text) around its non-ASCII runs, ``ascii_findall`` between.
-
-    A space right after an ASCII non-space character starts a pre-token and no match looks across
-    it (a space only ever starts a GPT-2 pre-token), so the text on either side splits the same alone.
-    We cut at the nearest such space before and after each non-ASCII run. Text with non-ASCII runs
-    closer than ``sparse`` characters on average goes to ``findall`` whole.
-
-    >>> pretokenize_mixed("a café, and more", re.compile(GPT2_PAT_ASCII).findall, regex.compile(GPT2_PAT).findall)
-    ['a', ' café', ',', ' and', ' more']
-    """
-    wide = np.flatnonzero(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32) > 127)
-    firsts = np.flatnonzero(np.diff(wide, prepend=-2) > 1)  # runs of non-ASCII characters
-    if not wide.size:
-        return ascii_findall(text)
-    if firsts.size * sparse > len(text):
-        return findall(text)
-    pieces: list[str] = []
-    done = 0  # text[:done] is pre-tokenized; done is 0 or a cut
-    for start, end in zip(wide[firsts].tolist(), (wide[np.append(firsts[1:], wide.size) - 1] + 1).tolist()):
-        if start < done:  # inside the last span (a cut is ASCII, so a run never straddles one)
-            continue
-        cut = text.rfind(" ", done + 1, start)
-        while cut > done and text[cut - 1] not in _ASCII_NON_SPACE:
-            cut = text.rfind(" ", done + 1, cut)
-        if cut > done:
-            pieces += ascii_findall(text[done:cut])
-            done = cut
-        cut = text.find(" ", end)
-        while cut != -1 and text[cut - 1] not in _ASCII_NON_SPACE:
-            cut = text.find(" ", cut + 1)
-        cut = len(text) if cut == -1 else cut
-        pieces += findall(text[done:cut])
-        done = cut
-    pieces += ascii_findall(text[done:])
-    return pieces
 
 
 def bpe_merge_word(ids: list[int], pair_rank: dict[tuple[int, int], int], merged_id: Sequence[int]) -> list[int]:
@@ -364,6 +317,55 @@ def bpe_merge_words(
     spaced = np.full(flat.size + counts.size - 1, sep, dtype=np.uint32)
     spaced[np.arange(flat.size) + np.repeat(np.arange(counts.size), counts)] = flat
     return spaced.tobytes().decode("utf-32-le", "surrogatepass").split(chr(sep))
+
+
+# On ASCII-only text GPT-2's classes are plain ranges: \p{L} is [A-Za-z], \p{N} is [0-9] and `regex`'s \s is
+# [\t\n\v\f\r ] (not \x1c-\x1f, which `re`'s \s would add).
+_ASCII_SPACE = r"\t\n\x0b\x0c\r "
+GPT2_PAT_ASCII = (
+    rf"""'(?:[sdmt]|ll|ve|re)| ?(?:[A-Za-z]+|[0-9]+|[^{_ASCII_SPACE}A-Za-z0-9]+)"""
+    rf"""|[{_ASCII_SPACE}]+(?![^{_ASCII_SPACE}])|[{_ASCII_SPACE}]+"""
+)
+ASCII_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_ASCII, TIKTOKEN_GPT2_PAT: GPT2_PAT_ASCII}
+_ASCII_NON_SPACE = frozenset(map(chr, range(128))) - set("\t\n\x0b\x0c\r ")
+
+
+def pretokenize_mixed(text: str, ascii_findall, findall, sparse: int = 256) -> list[str]:
+    """GPT-2 pre-tokens of ``text``: ``findall`` (any text) around its non-ASCII runs, ``ascii_findall`` between.
+
+    A space right after an ASCII non-space character starts a pre-token and no match looks across
+    it (a space only ever starts a GPT-2 pre-token), so the text on either side splits the same alone.
+    We cut at the nearest such space before and after each non-ASCII run. Text with non-ASCII runs
+    closer than ``sparse`` characters on average goes to ``findall`` whole.
+
+    >>> pretokenize_mixed("a café, and more", re.compile(GPT2_PAT_ASCII).findall, regex.compile(GPT2_PAT).findall)
+    ['a', ' café', ',', ' and', ' more']
+    """
+    wide = np.flatnonzero(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32) > 127)
+    if not wide.size:
+        return ascii_findall(text)
+    firsts = np.flatnonzero(np.diff(wide, prepend=-2) > 1)  # where each run of non-ASCII characters starts
+    if firsts.size * sparse > len(text):
+        return findall(text)
+    pieces: list[str] = []
+    done = 0  # text[:done] is pre-tokenized; done is 0 or a cut
+    for start, end in zip(wide[firsts].tolist(), (wide[np.append(firsts[1:], wide.size) - 1] + 1).tolist()):
+        if start < done:  # inside the last span (a cut is ASCII, so a run never straddles one)
+            continue
+        cut = text.rfind(" ", done + 1, start)
+        while cut > done and text[cut - 1] not in _ASCII_NON_SPACE:
+            cut = text.rfind(" ", done + 1, cut)
+        if cut > done:
+            pieces += ascii_findall(text[done:cut])
+            done = cut
+        cut = text.find(" ", end)
+        while cut != -1 and text[cut - 1] not in _ASCII_NON_SPACE:
+            cut = text.find(" ", cut + 1)
+        cut = len(text) if cut == -1 else cut
+        pieces += findall(text[done:cut])
+        done = cut
+    pieces += ascii_findall(text[done:])
+    return pieces
 
 
 class Tokenizer:
