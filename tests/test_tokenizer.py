@@ -12,12 +12,13 @@ import pickle
 import random
 import re
 import tracemalloc
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
 import regex
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cs336_basics.pretokenization import GPT2_PAT, GPT2_RE
@@ -455,6 +456,9 @@ def test_gpt2_equals_tiktoken(gpt2):
 @settings(max_examples=100, deadline=None)
 @given(texts)
 def test_gpt2_equals_tiktoken_hypothesis(gpt2, text):
+    # `regex` and tiktoken's Rust regex have different Unicode versions: a code point unassigned in
+    # Python's tables (e.g. U+3D000) may be a letter to `regex` and not to tiktoken
+    assume(all(unicodedata.category(c) != "Cn" for c in text))
     tok, encoding = gpt2
     ids = tok.encode(text)
     assert ids == encoding.encode(text, allowed_special="all")
