@@ -1295,6 +1295,16 @@ ASCII_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_ASCII, TIKTOKEN_GPT2_PAT: GPT2_PA
 _ASCII_NON_SPACE = frozenset(map(chr, range(128))) - set("\t\n\x0b\x0c\r ")
 
 
+def _non_ascii_positions(text: str, block: int = 1 << 16) -> np.ndarray:
+    """Where ``text`` has non-ASCII characters, looked for a block at a time (most blocks are ASCII)."""
+    found = [
+        np.flatnonzero(np.frombuffer(text[i : i + block].encode("utf-32-le", "surrogatepass"), dtype=np.uint32) > 127) + i
+        for i in range(0, len(text), block)
+        if not text[i : i + block].isascii()
+    ]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.intp)
+
+
 def pretokenize_mixed(text: str, ascii_findall, findall, sparse: int = 256) -> list[str]:
     """GPT-2 pre-tokens of ``text``: ``findall`` (any text) around its non-ASCII runs, ``ascii_findall`` between.
 
@@ -1306,7 +1316,7 @@ def pretokenize_mixed(text: str, ascii_findall, findall, sparse: int = 256) -> l
     >>> pretokenize_mixed("a café, and more", re.compile(GPT2_PAT_ASCII).findall, regex.compile(GPT2_PAT).findall)
     ['a', ' café', ',', ' and', ' more']
     """
-    wide = np.flatnonzero(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32) > 127)
+    wide = _non_ascii_positions(text)
     if not wide.size:
         return ascii_findall(text)
     firsts = np.flatnonzero(np.diff(wide, prepend=-2) > 1)  # where each run of non-ASCII characters starts

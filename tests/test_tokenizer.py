@@ -29,6 +29,7 @@ from cs336_basics.tokenizer import (
     TIKTOKEN_GPT2_PAT,
     PairTable,
     Tokenizer,
+    _non_ascii_positions,
     bpe_merge_word,
     bpe_merge_words,
     merges_from_ranks,
@@ -157,6 +158,14 @@ ASCII = "".join(map(chr, range(128)))
 @given(st.one_of(st.text(ASCII, max_size=40), st.text(" \t\n\r\x0b\x0c\x1c\x1f'slvert0a.", max_size=40)))
 def test_ascii_pattern_has_the_same_matches_on_ascii_text(text):
     assert re.findall(GPT2_PAT_ASCII, text) == regex.findall(GPT2_PAT, text)
+
+
+def test_non_ascii_positions_across_blocks():
+    text = "ab é" * 5 + "\udc80" + "x" * 20 + "🙂東"
+    expected = [i for i, c in enumerate(text) if ord(c) > 127]
+    for block in (1, 3, 7, 1 << 16):
+        assert _non_ascii_positions(text, block).tolist() == expected
+    assert _non_ascii_positions("").tolist() == [] == _non_ascii_positions("plain").tolist()
 
 
 def test_mixed_text_pretokenizes_like_the_regex():
