@@ -1973,11 +1973,11 @@ if gpt2_tiktoken is not None:
 # stretches), merging the ~86K distinct pre-tokens (the numpy batch, a quarter), and building and
 # looking up 1.1M pre-token strings in the cache. A second pass over the same text only pays the
 # pre-tokenizing and the lookups. The handout's way, `Tokenizer(vocab, merges, ["<|endoftext|>"])`,
-# encodes the corpus with its document separators as one special token, at about the same speed. Like tiktoken, the GPT-2 tokenizer built by
-# `from_tiktoken` maps a pre-token that is a whole vocabulary token straight to it
-# (`whole_token_lookup`). For a vocabulary made by BPE training that is what merging gives anyway:
-# a token was made from two parts that sat side by side in some word, and merging its own bytes
-# alone retraces the same steps, since no merge reached outside it.
+# encodes the corpus with its document separators as one special token, at about the same speed.
+# Like tiktoken, the GPT-2 tokenizer built by `from_tiktoken` maps a pre-token that is a whole
+# vocabulary token straight to it (`whole_token_lookup`). For a vocabulary made by BPE training
+# that is what merging gives anyway: a token was made from two parts that sat side by side in some
+# word, and merging its own bytes alone retraces the same steps, since no merge reached outside it.
 
 # %%
 def timed(fn):
