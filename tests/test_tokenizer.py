@@ -230,6 +230,9 @@ def test_special_tokens_at_the_ends_adjacent_and_in_many_batches():
     assert tok.encode(text) == expected
     assert pickle.loads(pickle.dumps(tok)).encode(text) == expected
     assert small([EOT]).encode(EOT + EOT) == [small([EOT]).special_token_ids[EOT]] * 2
+    word_special = small(["cat", EOT])  # a special token that looks like a pre-token is still only ever split off
+    text = "the cat sat; cats concat" + EOT + "cat" + " cat" * 70
+    assert word_special.encode(text) == naive_encode(text, word_special.vocab, SMALL_MERGES, word_special.special_tokens)
 
 
 def test_special_tokens_appended_or_reused():
