@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 
@@ -213,8 +215,8 @@ _EMPTY = np.uint64(2**64 - 1)
 class PairTable:
     """A numpy hash table ``(left id, right id) -> merge rank`` that looks up whole arrays of pairs.
 
-    Keys are ``left * width + right`` (width = largest id + 1); open addressing, linear probing,
-    load factor at most 1/4, so most lookups take one probe.
+    Keys are ``left * width + right`` (width = largest id + 1), distinct; open addressing, linear
+    probing, load factor at most 1/4, so most lookups take one probe.
 
     >>> t = PairTable(np.array([5, 7]), np.array([6, 5]), np.array([0, 1]), width=8)
     >>> t.lookup(np.array([5 * 8 + 6, 7 * 8 + 5, 1 * 8 + 2], dtype=np.uint64)).tolist() == [0, 1, NO_MERGE]
@@ -230,11 +232,10 @@ class PairTable:
         self.keys = np.full(1 << bits, _EMPTY, dtype=np.uint64)
         self.ranks = np.full(1 << bits, NO_MERGE, dtype=np.int32)
         todo, slot = np.arange(len(keys)), self._slot(keys)
-        while todo.size:  # insert all keys at once; of several keys wanting one free slot the first wins
+        while todo.size:  # insert all keys at once; of several (distinct) keys wanting one free slot, one lands
             free = np.flatnonzero(self.keys[slot] == _EMPTY)
-            _, first = np.unique(slot[free], return_index=True)
-            won = free[first]
-            self.keys[slot[won]] = keys[todo[won]]
+            self.keys[slot[free]] = keys[todo[free]]
+            won = free[self.keys[slot[free]] == keys[todo[free]]]
             self.ranks[slot[won]] = ranks[todo[won]]
             lost = np.ones(todo.size, dtype=bool)
             lost[won] = False
@@ -245,14 +246,19 @@ class PairTable:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Ranks of ``keys`` (uint64 array), ``NO_MERGE`` where a key is absent."""
-        result = np.full(keys.size, NO_MERGE, dtype=np.int32)
-        where, slot = np.arange(keys.size), self._slot(keys)
+        slot = self._slot(keys)
+        found = self.keys[slot]
+        hit = found == keys
+        result = np.where(hit, self.ranks[slot], np.int32(NO_MERGE))
+        where = np.flatnonzero(~hit & (found != _EMPTY))  # a few collided: probe the next slots
+        slot, keys = slot[where], keys[where]
         while where.size:
+            slot = (slot + 1) & self.mask
             found = self.keys[slot]
-            hit = np.flatnonzero(found == keys)
+            hit = found == keys
             result[where[hit]] = self.ranks[slot[hit]]
-            more = np.flatnonzero((found != keys) & (found != _EMPTY))
-            where, slot, keys = where[more], (slot[more] + 1) & self.mask, keys[more]
+            more = np.flatnonzero(~hit & (found != _EMPTY))
+            where, slot, keys = where[more], slot[more], keys[more]
         return result
 
 
@@ -335,12 +341,78 @@ def bpe_merge_words(
         rank[changed] = ranks_at(changed)
     if not done_tokens:
         return [""] * len(lengths) if as_str else [[] for _ in range(len(lengths))]
-    flat = np.concatenate(done_tokens).astype(np.uint32)
-    flat = flat.tobytes().decode("utf-32-le", "surrogatepass") if as_str else flat.tolist()
-    ends = np.cumsum(np.concatenate(done_counts))
-    pieces = list(map(flat.__getitem__, map(slice, (ends - np.concatenate(done_counts)).tolist(), ends.tolist())))
-    order = np.argsort(np.concatenate(done_words))  # back to input order
-    return [pieces[i] for i in order.tolist()]
+    # back to input order: gather each word's run of tokens, word by word in input order
+    flat, counts = np.concatenate(done_tokens).astype(np.uint32), np.concatenate(done_counts)
+    order = np.argsort(np.concatenate(done_words))
+    starts, counts = (np.cumsum(counts) - counts)[order], counts[order]
+    ends = np.cumsum(counts)
+    flat = flat[np.arange(flat.size) + np.repeat(starts - (ends - counts), counts)]
+    if not as_str:
+        return [word.tolist() for word in np.split(flat, ends[:-1])]
+    # a separator (an id no word holds) between words, then one str.split in C: no Python step per word
+    sep = int(flat.max()) + 1 if flat.size else 0
+    spaced = np.full(flat.size + counts.size - 1, sep, dtype=np.uint32)
+    spaced[np.arange(flat.size) + np.repeat(np.arange(counts.size), counts)] = flat
+    return spaced.tobytes().decode("utf-32-le", "surrogatepass").split(chr(sep))
+
+
+# On ASCII-only text GPT-2's classes are plain ranges: \p{L} is [A-Za-z], \p{N} is [0-9] and `regex`'s \s is
+# [\t\n\v\f\r ] (not \x1c-\x1f, which `re`'s \s would add).
+_ASCII_SPACE = r"\t\n\x0b\x0c\r "
+GPT2_PAT_ASCII = (
+    rf"""'(?:[sdmt]|ll|ve|re)| ?(?:[A-Za-z]+|[0-9]+|[^{_ASCII_SPACE}A-Za-z0-9]+)"""
+    rf"""|[{_ASCII_SPACE}]+(?![^{_ASCII_SPACE}])|[{_ASCII_SPACE}]+"""
+)
+ASCII_EQUIVALENT_PATTERN = {GPT2_PAT: GPT2_PAT_ASCII, TIKTOKEN_GPT2_PAT: GPT2_PAT_ASCII}
+_ASCII_NON_SPACE = frozenset(map(chr, range(128))) - set("\t\n\x0b\x0c\r ")
+
+
+def _non_ascii_positions(text: str, block: int = 1 << 16) -> np.ndarray:
+    """Where ``text`` has non-ASCII characters, looked for a block at a time (most blocks are ASCII)."""
+    found = [
+        np.flatnonzero(np.frombuffer(text[i : i + block].encode("utf-32-le", "surrogatepass"), dtype=np.uint32) > 127) + i
+        for i in range(0, len(text), block)
+        if not text[i : i + block].isascii()
+    ]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.intp)
+
+
+def pretokenize_mixed(text: str, ascii_findall, findall, sparse: int = 256) -> list[str]:
+    """GPT-2 pre-tokens of ``text``: ``findall`` (any text) around its non-ASCII runs, ``ascii_findall`` between.
+
+    A space right after an ASCII non-space character starts a pre-token and no match looks across
+    it (a space only ever starts a GPT-2 pre-token), so the text on either side splits the same alone.
+    We cut at the nearest such space before and after each non-ASCII run. Text with non-ASCII runs
+    closer than ``sparse`` characters on average goes to ``findall`` whole.
+
+    >>> pretokenize_mixed("a café, and more", re.compile(GPT2_PAT_ASCII).findall, regex.compile(GPT2_PAT).findall)
+    ['a', ' café', ',', ' and', ' more']
+    """
+    wide = _non_ascii_positions(text)
+    if not wide.size:
+        return ascii_findall(text)
+    firsts = np.flatnonzero(np.diff(wide, prepend=-2) > 1)  # where each run of non-ASCII characters starts
+    if firsts.size * sparse > len(text):
+        return findall(text)
+    pieces: list[str] = []
+    done = 0  # text[:done] is pre-tokenized; done is 0 or a cut
+    for start, end in zip(wide[firsts].tolist(), (wide[np.append(firsts[1:], wide.size) - 1] + 1).tolist()):
+        if start < done:  # inside the last span (a cut is ASCII, so a run never straddles one)
+            continue
+        cut = text.rfind(" ", done + 1, start)
+        while cut > done and text[cut - 1] not in _ASCII_NON_SPACE:
+            cut = text.rfind(" ", done + 1, cut)
+        if cut > done:
+            pieces += ascii_findall(text[done:cut])
+            done = cut
+        cut = text.find(" ", end)
+        while cut != -1 and text[cut - 1] not in _ASCII_NON_SPACE:
+            cut = text.find(" ", cut + 1)
+        cut = len(text) if cut == -1 else cut
+        pieces += findall(text[done:cut])
+        done = cut
+    pieces += ascii_findall(text[done:])
+    return pieces
 
 
 class Tokenizer:
@@ -363,6 +435,7 @@ class Tokenizer:
 
     STREAM_CHARS = 1 << 14  # encode_iterable encodes its buffer once it holds this many characters
     BATCH_MIN_WORDS = 64  # fewer new pre-tokens than this: merge them one by one (numpy has overhead)
+    BATCH_CHARS = 1 << 20  # encode looks up the pre-tokens of about this many characters at once
 
     def __init__(
         self,
@@ -416,9 +489,12 @@ class Tokenizer:
         self.byte_ids = np.array([self.id_of.get(bytes([b]), -1) for b in range(256)], dtype=np.int64)
 
         self.pattern = pattern
-        self._pretokenize = regex.compile(FASTER_EQUIVALENT_PATTERN.get(pattern, pattern)).findall
+        self._compile_pattern()
         self.cache_size = cache_size
-        self._cache: dict[str, str] = {}  # pre-token -> its ids as a string of chr(id)
+        # A special token is a pre-token whose ids are known: the cache starts with them. No ordinary
+        # pre-token can equal one, because pre-tokens come from the text between special tokens.
+        self._special_cache = {special: chr(token_id) for special, token_id in self.special_token_ids.items()}
+        self._cache: dict[str, str] = dict(self._special_cache)  # pre-token -> its ids as a string of chr(id)
         self.whole_token_lookup = whole_token_lookup
         self._whole_tokens: dict[str, str] = {}  # token text -> chr(id), for whole_token_lookup
         if whole_token_lookup:
@@ -441,11 +517,24 @@ class Tokenizer:
         return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
 
     def __getstate__(self):  # workers of a process pool get the tokenizer without its cache
-        return self.__dict__ | {"_cache": {}, "_pretokenize": None}
+        return self.__dict__ | {"_cache": dict(self._special_cache), "_findall": None, "_ascii_findall": None}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._pretokenize = regex.compile(FASTER_EQUIVALENT_PATTERN.get(self.pattern, self.pattern)).findall
+        self._compile_pattern()
+
+    def _compile_pattern(self) -> None:
+        self._findall = regex.compile(FASTER_EQUIVALENT_PATTERN.get(self.pattern, self.pattern)).findall
+        ascii_pattern = ASCII_EQUIVALENT_PATTERN.get(self.pattern)
+        self._ascii_findall = re.compile(ascii_pattern).findall if ascii_pattern else None
+
+    def _pretokenize(self, text: str) -> list[str]:
+        """The pre-tokens of ``text`` (which holds no special token)."""
+        if self._ascii_findall is None:
+            return self._findall(text)
+        if text.isascii():
+            return self._ascii_findall(text)
+        return pretokenize_mixed(text, self._ascii_findall, self._findall)
 
     # ------------------------------------------------------------------ encode
     def encode(self, text: str) -> list[int]:
@@ -454,12 +543,21 @@ class Tokenizer:
             raise TypeError(f"encode expects a str, got {type(text).__name__}; decode bytes first")
         if self._special_re is None:
             return self._encode_ordinary(text)
+        # One list of pre-tokens for many documents, special tokens included (the cache holds their
+        # ids), so that the new pre-tokens of all of them are merged in one batch.
         ids: list[int] = []
+        pieces: list[str] = []
+        size = 0
         for i, part in enumerate(self._special_re.split(text)):
             if i % 2:
-                ids.append(self.special_token_ids[part])
+                pieces.append(part)
             elif part:
-                ids += self._encode_ordinary(part)
+                pieces += self._pretokenize(part)
+                size += len(part)
+                if size >= self.BATCH_CHARS:  # bounded memory for the pre-tokens of a long text
+                    ids += self._ids_of_pretokens(pieces)
+                    pieces, size = [], 0
+        ids += self._ids_of_pretokens(pieces)
         return ids
 
     def _encode_ordinary(self, text: str) -> list[int]:
@@ -471,6 +569,7 @@ class Tokenizer:
         cache = self._cache
         if len(cache) > self.cache_size:  # bounded memory on endless streams
             cache.clear()
+            cache.update(self._special_cache)
         new = set(pieces).difference(cache)
         if new and self.whole_token_lookup:
             whole = new.intersection(self._whole_tokens)
@@ -501,8 +600,9 @@ class Tokenizer:
                 start += length
             return out
         if self._table is None:
-            pairs = np.array(list(self.pair_rank), dtype=np.int64).reshape(-1, 2)
-            ranks = np.array(list(self.pair_rank.values()), dtype=np.int64)
+            n = len(self.pair_rank)
+            pairs = np.fromiter(chain.from_iterable(self.pair_rank), dtype=np.int64, count=2 * n).reshape(-1, 2)
+            ranks = np.fromiter(self.pair_rank.values(), dtype=np.int64, count=n)
             self._table = PairTable(pairs[:, 0], pairs[:, 1], ranks, width=self.vocab_size)
             self._merged_array = np.array(self.merged_id, dtype=np.int64)
             # ranks of byte pairs in a dense 256 x 256 table: the first round looks up every pair
@@ -538,7 +638,7 @@ class Tokenizer:
 
     def _encode_settled_prefix(self, text: str) -> tuple[list[int], str]:
         """Ids of the longest prefix of ``text`` that more text cannot change, and the rest of ``text``."""
-        ids: list[int] = []
+        pieces: list[str] = []
         start, stop = 0, len(text)
         if self._special_re is not None:
             # a special token starting before `stop` is wholly visible, so its longest match is decided
@@ -546,18 +646,17 @@ class Tokenizer:
             for match in self._special_re.finditer(text):
                 if match.start() >= stop:
                     break
-                ids += self._encode_ordinary(text[start : match.start()])
-                ids.append(self.special_token_ids[match.group()])
+                pieces += self._pretokenize(text[start : match.start()])
+                pieces.append(match.group())  # cached as its id
                 start = match.end()
             stop = max(start, stop)
-        pieces = self._pretokenize(text[start:stop])
+        tail = self._pretokenize(text[start:stop])
         # a GPT-2 pre-token is decided by the text up to 2 characters past its end; keep a margin of 8
-        settled, end = len(pieces), stop - start
+        settled, end = len(tail), stop - start
         while settled and end > stop - start - 8:
             settled -= 1
-            end -= len(pieces[settled])
-        ids += self._ids_of_pretokens(pieces[:settled])
-        return ids, text[start + end :]
+            end -= len(tail[settled])
+        return self._ids_of_pretokens(pieces + tail[:settled]), text[start + end :]
 
     # ------------------------------------------------------------------ decode
     def decode(self, ids: Iterable[int]) -> str:
