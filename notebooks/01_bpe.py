@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 01 · Byte-pair encoding: training a byte-level BPE tokenizer
+# # 01 · Byte-pair encoding (BPE), and training a byte-level BPE tokenizer
 #
 # A language model reads integers, not text. This notebook builds the whole way from text to
 # integers: part 1 **trains** a byte-level BPE vocabulary; part 2 builds the `Tokenizer` that
