@@ -24,6 +24,7 @@ import torch
 
 from cs336_basics.pipeline import evaluate_run
 from cs336_basics.serialization import read_checkpoint
+from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 
 def kept_steps(run: Path) -> list[int]:
@@ -78,4 +79,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__):
+        main()

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from cs336_basics.decoding import generate_ids  # noqa: E402
 from cs336_basics.model import TransformerLM  # noqa: E402
+from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 MODEL_KEYS = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff", "rope_theta")
 
@@ -94,4 +95,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded(__file__):
+        sys.exit(main())

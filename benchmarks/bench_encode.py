@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # HF tokenizers: one thread, like the others
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -136,4 +137,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded(__file__):
+        sys.exit(main())

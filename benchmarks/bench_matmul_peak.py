@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from cs336_basics import accounting  # noqa: E402
+from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -191,4 +192,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded(__file__):
+        sys.exit(main())

@@ -39,6 +39,7 @@ from torch import nn  # noqa: E402
 from cs336_basics.model import TransformerLM  # noqa: E402
 from cs336_basics.nn_utils import cross_entropy, linear_cross_entropy  # noqa: E402
 from cs336_basics.optimizer import AdamW  # noqa: E402
+from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 REF = "reference (F.*, torch AdamW)"
 CHUNKED = "ours, chunked output layer+loss"
@@ -188,4 +189,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__):
+        main()

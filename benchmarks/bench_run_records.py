@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cs336_basics import runs
 from cs336_basics.runs import StageRecords, fingerprint, fingerprint_matches, run_lock
+from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 
 def timed(fn, reps: int = 3) -> float:
@@ -74,4 +75,5 @@ def _lock_once(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__):
+        main()

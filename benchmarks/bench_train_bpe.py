@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -166,4 +167,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded(__file__, enabled="--child" not in sys.argv):
+        sys.exit(main())

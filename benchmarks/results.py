@@ -94,10 +94,12 @@ def write_section(script: str, command: str, output: str, path: Path | None = No
 
 
 @contextlib.contextmanager
-def recorded(script_file: str) -> Iterator[None]:
-    """Print as usual, and on success record the output as the script's section of RESULTS.md."""
-    if "--no-record" in sys.argv:
-        sys.argv.remove("--no-record")
+def recorded(script_file: str, enabled: bool = True) -> Iterator[None]:
+    """Print as usual, and on success record the output as the script's section of RESULTS.md
+    (not when ``enabled`` is false, e.g. in a script's own worker processes, or with --no-record)."""
+    if "--no-record" in sys.argv or not enabled or {"-h", "--help"} & set(sys.argv):
+        if "--no-record" in sys.argv:
+            sys.argv.remove("--no-record")
         yield
         return
     script = Path(script_file).name

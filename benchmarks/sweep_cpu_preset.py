@@ -32,6 +32,7 @@ from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_en
 from cs336_basics.optimizer import AdamW
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.train import OptimConfig, optimizer_groups
+from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 
 def newton_schulz(update: torch.Tensor, steps: int) -> torch.Tensor:
@@ -205,4 +206,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__):
+        main()
