@@ -2,9 +2,10 @@
 # `uv run python tools/export_notebooks.py`.
 """Token datasets on disk and random training batches (uniform starts, or epoch by epoch).
 
-    >>> tokens = load_tokens("data/train.npy")              # np.memmap, nothing read yet
+    >>> tokens = load_tokens("data/train.npy")              # doctest: +SKIP
+    >>> tokens = np.arange(1000, dtype=np.uint16)            # (here: a stand-in for that np.memmap)
     >>> x, y = get_batch(tokens, batch_size=32, context_length=256, device="cpu")
-    >>> x.shape, y.shape, bool((x[:, 1:] == y[:, :-1]).all())
+    >>> tuple(x.shape), tuple(y.shape), bool((x[:, 1:] == y[:, :-1]).all())
     ((32, 256), (32, 256), True)
 """
 

@@ -3,8 +3,12 @@
 """AdamW (decoupled weight decay), the cosine learning-rate schedule with linear warm-up, and an
 exponential moving average of the weights.
 
+    >>> model = torch.nn.Linear(4, 4)
     >>> opt = AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    >>> step = 10
     >>> for group in opt.param_groups: group["lr"] = cosine_lr(step, 3e-4, 3e-5, 100, 5000)
+    >>> round(opt.param_groups[0]["lr"], 8)   # warming up: 10/100 of the peak
+    3e-05
     >>> avg = WeightAverage(model, halflife_steps=200); avg.update()   # after each opt.step()
 """
 
@@ -129,9 +133,9 @@ class WeightAverage:
     so step s's weights count half as much as step s + halflife_steps's, and the bias correction
     makes the average an exact weighted mean of the weights seen (after one update it is theta).
 
-    >>> avg = WeightAverage(model, halflife_steps=200)
-    >>> loss.backward(); optimizer.step(); avg.update()
-    >>> with avg.applied():   # the model holds the averaged weights inside, its own ones after
+    >>> avg = WeightAverage(model, halflife_steps=200)                       # doctest: +SKIP
+    >>> loss.backward(); optimizer.step(); avg.update()                      # doctest: +SKIP
+    >>> with avg.applied():   # the model holds the averaged weights inside  # doctest: +SKIP
     ...     val_loss = evaluate(model)
     """
 

@@ -2,8 +2,12 @@
 # `uv run python tools/export_notebooks.py`.
 """Save and load training checkpoints (model, optimizer, iteration, extras), atomically for paths.
 
-    >>> save_checkpoint(model, optimizer, 1000, "runs/x/checkpoints/latest.pt", config=cfg_dict)
-    >>> iteration = load_checkpoint("runs/x/checkpoints/latest.pt", model, optimizer)
+    >>> import io; buffer = io.BytesIO()   # a path works too, e.g. "runs/x/checkpoints/latest.pt"
+    >>> model = torch.nn.Linear(2, 2); optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> save_checkpoint(model, optimizer, 1000, buffer, config={"lr": 0.1})
+    >>> _ = buffer.seek(0)
+    >>> load_checkpoint(buffer, model, optimizer)
+    1000
 """
 
 from __future__ import annotations
