@@ -198,7 +198,7 @@ def test_a_two_byte_valid_file_is_one_clear_line(tmp_path, capsys):
     (data / "valid.txt").write_text("hi")
     status, _, err = pipeline(capsys, data, tmp_path / "run")
     assert status == 2 and "valid.txt is too short" in err and "context_length" in err
-    assert len(err.strip().splitlines()[-1:]) == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("cs336 pipeline: error: ") and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -251,3 +251,13 @@ def test_default_data_that_no_longer_matches_its_download_is_not_used(tmp_path, 
     status, _, err = run_cli(capsys, "pipeline", "--preset", "smoke", *SMALL, *STEPS)
     assert status == 2 and "network is unreachable" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_corrupt_checkpoint_is_one_line_naming_it(run_copy, capsys):
+    data, out = run_copy
+    latest = out / "checkpoints" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:100])  # truncated, as by a crash while it was copied
+    status, _, err = pipeline(capsys, data, out, "--prompt", "a new prompt")
+    assert status == 2 and "Traceback" not in err and "weights_only" not in err
+    last = err.strip().splitlines()[-1]  # (the lines before it say which stages were skipped)
+    assert last.startswith("cs336 pipeline: error: ") and f"checkpoint {latest} is truncated or corrupt" in last
