@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 
 from cs336_basics.pipeline import evaluate_run
+from cs336_basics.runs import RunFolder
 from cs336_basics.serialization import read_checkpoint
 from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 
 def kept_steps(run: Path) -> list[int]:
-    steps = sorted(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("step_*.pt"))
+    steps = sorted(int(p.stem.split("_")[1]) for p in RunFolder(run).checkpoints.glob("step_*.pt"))
     if not steps:
         raise SystemExit(f"{run}/checkpoints holds no step_N.pt; train with run.keep_checkpoints=true")
     return steps
@@ -39,7 +40,7 @@ def averaged_weights(run: Path, weights: dict[int, float]) -> dict[str, torch.Te
     total = sum(weights.values())
     acc: dict[str, torch.Tensor] = {}
     for step, w in weights.items():
-        for name, t in read_checkpoint(run / "checkpoints" / f"step_{step}.pt")["model"].items():
+        for name, t in read_checkpoint(RunFolder(run).step_checkpoint(step))["model"].items():
             acc.setdefault(name, torch.zeros_like(t, dtype=torch.float64)).add_(t.double(), alpha=w / total)
     return {name: t.float() for name, t in acc.items()}
 
@@ -47,11 +48,11 @@ def averaged_weights(run: Path, weights: dict[int, float]) -> dict[str, torch.Te
 def score(run: Path, data: Path, model_state: dict[str, torch.Tensor]) -> dict:
     """evaluate_run on a scratch run directory that holds this run's config and the given weights."""
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp)
-        shutil.copy(run / "config.toml", scratch / "config.toml")
-        (scratch / "checkpoints").mkdir()
-        torch.save({"model": model_state, "iteration": 0}, scratch / "checkpoints" / "latest.pt")
-        return evaluate_run(scratch, run / "tokens" / "valid.npy", data / "valid.txt", average=False)
+        source, scratch = RunFolder(run), RunFolder(tmp)
+        shutil.copy(source.config, scratch.config)
+        scratch.checkpoints.mkdir()
+        torch.save({"model": model_state, "iteration": 0}, scratch.latest)
+        return evaluate_run(scratch.path, source.valid_tokens, data / "valid.txt", average=False)
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import torch
@@ -21,16 +20,14 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cs336_basics.config import load_config  # noqa: E402
 from cs336_basics.decoding import generate_ids  # noqa: E402
-from cs336_basics.model import TransformerLM  # noqa: E402
+from cs336_basics.model import ModelConfig, TransformerLM  # noqa: E402
 from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
-MODEL_KEYS = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff", "rope_theta")
 
-
-def preset_model(name: str) -> dict:
-    config = tomllib.loads((ROOT / "configs" / f"{name}.toml").read_text())["model"]
-    return {k: config[k] for k in MODEL_KEYS if k in config}
+def preset_model(name: str) -> ModelConfig:
+    return load_config(ROOT / "configs" / f"{name}.toml").model
 
 
 def time_decoding(model, prompt, new_tokens, use_kv_cache, repeats):
@@ -60,7 +57,7 @@ def main() -> int:
 
     models = []
     if args.run:
-        from cs336_basics.train import load_model_from_run
+        from cs336_basics.runs import load_model_from_run
 
         model, _ = load_model_from_run(args.run, device=args.device)
         models.append((Path(args.run).name, model))
@@ -70,7 +67,7 @@ def main() -> int:
                 print(f"(skipping {name}: configs/{name}.toml not found)")
                 continue
             torch.manual_seed(0)
-            models.append((name, TransformerLM(**preset_model(name), device=args.device).eval()))
+            models.append((name, TransformerLM.from_config(preset_model(name), device=args.device).eval()))
 
     print(f"device {args.device}, {args.prompt_tokens}-token prompt, {args.new_tokens} new tokens, greedy, "
           f"best of {args.repeats}")

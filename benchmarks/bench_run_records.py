@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from cs336_basics import runs
-from cs336_basics.runs import StageRecords, fingerprint, fingerprint_matches, run_lock
+from cs336_basics.runs import RunFolder, StageRecords, fingerprint, fingerprint_matches, run_lock
 from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 
@@ -43,8 +43,8 @@ def main() -> None:
 
     files = [Path(args.data) / "train.txt", Path(args.data) / "valid.txt"]
     if args.run:
-        run = Path(args.run)
-        files += [run / "tokens" / "train.npy", run / "tokens" / "valid.npy", run / "checkpoints" / "latest.pt"]
+        run = RunFolder(args.run)
+        files += [run.train_tokens, run.valid_tokens, run.latest]
     print(f"{'file':<48} {'MB':>7} {'read only':>10} {'first fingerprint':>18} {'re-check':>9}")
     for path in files:
         if not path.is_file():

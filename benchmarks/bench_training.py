@@ -28,7 +28,10 @@ from cs336_basics.data import get_batch, load_tokens
 from cs336_basics.model import TransformerLM
 from cs336_basics.nn_utils import clip_gradients, cross_entropy
 from cs336_basics.optimizer import AdamW
-from cs336_basics.train import load_config, measure_matmul_peak, model_kwargs, train
+from cs336_basics.config import load_config
+from cs336_basics.runs import RunFolder
+from cs336_basics.runtime import measure_matmul_peak
+from cs336_basics.train import train
 from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +62,7 @@ def pieces(cfg):
 
     def optimizer_step(opt_cls, **kw):
         torch.manual_seed(0)
-        model = TransformerLM(**model_kwargs(cfg.model))
+        model = TransformerLM.from_config(cfg.model)
         for p in model.parameters():
             p.grad = torch.randn_like(p)
         opt = opt_cls(model.parameters(), lr=1e-3, **kw)
@@ -120,8 +123,8 @@ def presets(steps: int, tmp: Path):
             f"run.peak_flops={peak}", "run.progress=false",
         ])
         run = train(cfg)
-        last = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
-        n_params = sum(p.numel() for p in TransformerLM(**model_kwargs(cfg.model)).parameters())
+        last = [json.loads(x) for x in RunFolder(run).metrics.read_text().splitlines()][-1]
+        n_params = sum(p.numel() for p in TransformerLM.from_config(cfg.model).parameters())
         s_step = cfg.data.batch_size * cfg.model.context_length / last["tok_per_s"]
         if name == "cpu":
             step_s = s_step

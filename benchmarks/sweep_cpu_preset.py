@@ -31,7 +31,8 @@ from cs336_basics.model import TransformerLM
 from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy
 from cs336_basics.optimizer import AdamW
 from cs336_basics.tokenizer import Tokenizer
-from cs336_basics.train import OptimConfig, optimizer_groups
+from cs336_basics.config import OptimConfig
+from cs336_basics.train import optimizer_groups
 from results import recorded  # benchmarks/results.py: the output also goes to RESULTS.md
 
 

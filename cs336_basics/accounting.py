@@ -2,7 +2,7 @@
 # `uv run python tools/export_notebooks.py`.
 """Parameter, FLOP and memory accounting for the Transformer LM, as pure functions of its config.
 
-A config is the dict of ``TransformerLM`` keyword arguments (``model.config``)::
+A config is the dict of ``TransformerLM`` keyword arguments (``model.config``), or a ``ModelConfig``::
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> parameter_counts(cfg)["total"]
@@ -18,18 +18,25 @@ elementwise and cheap next to them.
 
 from __future__ import annotations
 
-_REQUIRED = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
-_CHOICES = {"norm": ("pre", "post", "none"), "positional": ("rope", "none"), "ffn": ("swiglu", "silu")}
-_DEFAULTS = {"d_ff": None, "rope_theta": 10000.0, "norm": "pre", "positional": "rope", "ffn": "swiglu",
-             "tie_embeddings": False}
+import dataclasses
+
+from cs336_basics.model import ModelConfig  # the model's defaults and choices, defined once
+from cs336_basics.nn import default_d_ff
+
+_REQUIRED = ModelConfig.SIZES
+_CHOICES = ModelConfig.choices()
+# TransformerLM's keyword defaults: ModelConfig's, with d_ff=None for "the model's default width"
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name not in _REQUIRED} | {"d_ff": None}
 
 
-def resolve_config(config: dict) -> dict:
+def resolve_config(config: dict | ModelConfig) -> dict:
     """Fill in the model's defaults and check the config; returns a new dict.
 
     >>> resolve_config(dict(vocab_size=10, context_length=8, d_model=64, num_layers=1, num_heads=2))["d_ff"]
     192
     """
+    if isinstance(config, ModelConfig):
+        config = config.as_kwargs()
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict of TransformerLM keyword arguments, got {type(config).__name__}")
     missing = [k for k in _REQUIRED if k not in config]
@@ -43,9 +50,7 @@ def resolve_config(config: dict) -> dict:
         if cfg[key] not in allowed:
             raise ValueError(f"config[{key!r}] = {cfg[key]!r}; choose one of {allowed}")
     if cfg["d_ff"] is None:
-        from cs336_basics.nn import default_d_ff  # the model's rule, defined once (imports torch)
-
-        cfg["d_ff"] = default_d_ff(cfg["d_model"], cfg["ffn"])
+        cfg["d_ff"] = default_d_ff(cfg["d_model"], cfg["ffn"])  # the model's rule, defined once
     for key in (*_REQUIRED, "d_ff"):
         value = cfg[key]
         if isinstance(value, bool) or isinstance(value, (float, str)):

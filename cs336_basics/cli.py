@@ -227,9 +227,10 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> int:
+    from cs336_basics.config import ConfigError, load_config
     from cs336_basics.files import describe_os_error
-    from cs336_basics.runs import RunInUse
-    from cs336_basics.train import ConfigError, TrainingDiverged, TrainingInterrupted, load_config, train
+    from cs336_basics.runs import RunFolder, RunInUse
+    from cs336_basics.train import TrainingDiverged, TrainingInterrupted, train
 
     try:
         config = load_config(args.config, args.overrides)
@@ -243,7 +244,8 @@ def _run_train(args) -> int:
     except TrainingInterrupted as err:
         print(f"cs336 train: {err}", file=sys.stderr)
         return 128 + err.signum  # 130 for Ctrl-C, 143 for SIGTERM: the shell's convention
-    print(f"done: {run_dir} (metrics.jsonl, checkpoints/latest.pt)", file=sys.stderr)
+    run = RunFolder(run_dir)
+    print(f"done: {run.path} ({run.metrics.name}, {run.latest.relative_to(run.path)})", file=sys.stderr)
     return 0
 
 
@@ -272,7 +274,7 @@ def _add_generate(sub) -> None:
 
 def _check_sampling_args(tokens_flag: str, tokens: int, temperature: float, top_p: float) -> None:
     """Reject bad sampling settings before any work (generate, and pipeline before it trains)."""
-    from cs336_basics.pipeline import check_sampling_options
+    from cs336_basics.decoding import check_sampling_options
 
     try:
         check_sampling_options(tokens, temperature, top_p, tokens_flag)
@@ -283,8 +285,8 @@ def _check_sampling_args(tokens_flag: str, tokens: int, temperature: float, top_
 def _run_generate(args) -> int:
     _check_sampling_args("--max-new-tokens", args.max_new_tokens, args.temperature, args.top_p)
     from cs336_basics.decoding import generate_stream
-    from cs336_basics.pipeline import load_run_tokenizer
-    from cs336_basics.train import load_model_from_run
+    from cs336_basics.runs import load_model_from_run, load_run_tokenizer
+    from cs336_basics.runtime import torch_settings
 
     try:
         model, config = load_model_from_run(args.run, device=args.device)
@@ -297,18 +299,15 @@ def _run_generate(args) -> int:
     if tokenizer.vocab_size > model.config["vocab_size"]:
         raise CLIError(f"the tokenizer has {tokenizer.vocab_size} tokens, more than the model's "
                        f"{model.config['vocab_size']}; pass the --tokenizer the run was trained with")
-    if config.run.num_threads:  # the run's thread count (tiny models decode faster on one thread)
-        import torch
-
-        torch.set_num_threads(config.run.num_threads)
     stream = generate_stream(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_p,
                              None if args.no_stop else args.stop_token, args.seed, not args.no_kv_cache)
     sys.stdout.write(args.prompt)
     sys.stdout.flush()
     try:
-        for piece in stream:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        with torch_settings(config.run.num_threads):  # the run's thread count (tiny models decode faster on one)
+            for piece in stream:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
     except ValueError as err:  # e.g. a stop token the tokenizer does not have
         raise CLIError(str(err)) from None
     except KeyboardInterrupt:
@@ -387,13 +386,14 @@ def _run_plot(args) -> int:
     from pathlib import Path
 
     from cs336_basics.plotting import plot_learning_curves
+    from cs336_basics.runs import RunFolder
 
     out = args.out
     if out is None:
         if len(args.runs) > 1:
             raise CLIError("several runs need --out FILE.png to say where the figure goes")
         run = Path(args.runs[0])
-        out = (run if run.is_dir() else run.parent) / "learning_curves.png"
+        out = RunFolder(run if run.is_dir() else run.parent).curves
     try:
         path = plot_learning_curves(args.runs, out, labels=args.label, title=args.title, log_y=args.log_y)
     except (FileNotFoundError, ValueError) as err:

@@ -19,6 +19,7 @@ Pieces, each usable alone:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
@@ -218,3 +219,20 @@ def generate(
     """
     return "".join(generate_stream(model, tokenizer, prompt, max_new_tokens, temperature, top_p,
                                    stop_token, seed, use_kv_cache))
+
+
+def check_sampling_options(max_new_tokens: int, temperature: float, top_p: float,
+                           tokens_flag: str = "--sample-tokens") -> None:
+    """ValueError for sampling settings that cannot work (NaN included), before any work is done.
+
+    >>> check_sampling_options(64, 0.8, 1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: --top-p must be in (0, 1], got 1.5
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"{tokens_flag} must be >= 0, got {max_new_tokens}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be a number >= 0 (0 is greedy), got {temperature}")
+    if not 0 < top_p <= 1:  # also false for NaN
+        raise ValueError(f"--top-p must be in (0, 1], got {top_p}")

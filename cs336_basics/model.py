@@ -7,16 +7,24 @@
     torch.Size([2, 8, 100])
     >>> TransformerLM(**model.config).config == model.config
     True
+    >>> TransformerLM.from_config(ModelConfig(vocab_size=100, context_length=16, d_model=32, num_layers=2,
+    ...                                       num_heads=4, d_ff=0)).config == model.config
+    True
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
 import torch
 from torch import nn
 
-from cs336_basics.nn import FFNS, NORMS, POSITIONALS, Embedding, Linear, RMSNorm, TransformerBlock, default_d_ff
+from cs336_basics.nn import FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff
 
-__all__ = ["KVCache", "TransformerBlock", "TransformerLM"]
+__all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM"]
 
 
 class KVCache:
@@ -64,6 +72,60 @@ class KVCache:
         return f"KVCache(length={self.length}, max_len={self.max_len}, num_layers={self.num_layers})"
 
 
+@dataclass
+class ModelConfig:
+    """A TransformerLM's sizes and ablation switches; the defaults are the handout's TinyStories model.
+
+    ``d_ff = 0`` means the model's default width for its FFN (``nn.default_d_ff``: about 8/3 d_model
+    for SwiGLU, 4 d_model for the SiLU MLP), which is what ``TransformerLM(d_ff=None)`` builds.
+
+        >>> cfg = ModelConfig(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=0)
+        >>> cfg.as_kwargs()["d_ff"] is None, ModelConfig.choices()["norm"]
+        (True, ('pre', 'post', 'none'))
+        >>> ModelConfig(norm="sandwich").check()
+        Traceback (most recent call last):
+        ...
+        ValueError: norm must be one of ('pre', 'post', 'none'), got 'sandwich'
+    """
+
+    vocab_size: int = 10_000
+    context_length: int = 256
+    d_model: int = 512
+    num_layers: int = 4
+    num_heads: int = 16
+    d_ff: int = 1344          # 0: the model's default (default_d_ff(d_model, ffn); 1344 for d_model 512)
+    rope_theta: float = 10_000.0
+    norm: Norm = "pre"
+    positional: Positional = "rope"
+    ffn: FFN = "swiglu"
+    tie_embeddings: bool = False
+
+    SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
+
+    @classmethod
+    def choices(cls) -> dict[str, tuple[str, ...]]:
+        """The settings with a fixed set of values, and those values (from the ``Literal`` types)."""
+        hints = typing.get_type_hints(cls)
+        return {name: typing.get_args(hint) for name, hint in hints.items() if typing.get_origin(hint) is Literal}
+
+    def check(self) -> ModelConfig:
+        """A ValueError naming the first setting no model can be built with; else ``self``."""
+        for name in self.SIZES:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, allowed in self.choices().items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not isinstance(self.d_ff, int) or self.d_ff < 0:
+            raise ValueError(f"d_ff must be a positive integer (or 0 for the model's default), got {self.d_ff!r}")
+        return self
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """``TransformerLM`` keyword arguments (d_ff 0 -> None: the model's default)."""
+        return dataclasses.asdict(self) | {"d_ff": self.d_ff or None}
+
+
 class TransformerLM(nn.Module):
     """Decoder-only Transformer LM. forward(token_ids (batch, seq), kv_cache=None) -> logits (batch, seq, vocab).
 
@@ -84,23 +146,18 @@ class TransformerLM(nn.Module):
         num_layers: int,
         num_heads: int,
         d_ff: int | None = None,
-        rope_theta: float = 10000.0,
+        rope_theta: float = ModelConfig.rope_theta,
         *,
-        norm: str = "pre",
-        positional: str = "rope",
-        ffn: str = "swiglu",
-        tie_embeddings: bool = False,
+        norm: Norm = ModelConfig.norm,
+        positional: Positional = ModelConfig.positional,
+        ffn: FFN = ModelConfig.ffn,
+        tie_embeddings: bool = ModelConfig.tie_embeddings,
         device=None,
         dtype=None,
     ):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("context_length", context_length),
-                            ("d_model", d_model), ("num_layers", num_layers), ("num_heads", num_heads)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS), ("ffn", ffn, FFNS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, rope_theta, norm, positional,
+                    ffn, tie_embeddings).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
@@ -120,6 +177,11 @@ class TransformerLM(nn.Module):
         self.lm_head = Linear(d_model, vocab_size, device=device, dtype=dtype)
         if tie_embeddings:
             self.token_embeddings.weight = self.lm_head.weight  # one matrix, Linear's init (see above)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, *, device=None, dtype=None) -> TransformerLM:
+        """The model ``config`` describes (``model.config`` is the same settings as a dict)."""
+        return cls(**config.as_kwargs(), device=device, dtype=dtype)
 
     def forward(self, token_ids: torch.Tensor, kv_cache: KVCache | None = None, *,
                 return_hidden: bool = False) -> torch.Tensor:

@@ -12,6 +12,8 @@ Every module takes ``device=`` and ``dtype=`` and accepts any leading batch-like
 from __future__ import annotations
 
 import math
+import typing
+from typing import Literal
 
 import torch
 from torch import nn
@@ -428,7 +430,10 @@ class CausalMultiHeadSelfAttention(nn.Module):
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 
-NORMS, POSITIONALS, FFNS = ("pre", "post", "none"), ("rope", "none"), ("swiglu", "silu")
+Norm = Literal["pre", "post", "none"]     # where the RMSNorms go
+Positional = Literal["rope", "none"]      # RoPE, or no position information at all (NoPE)
+FFN = Literal["swiglu", "silu"]           # gated SwiGLU, or the plain SiLU MLP
+NORMS, POSITIONALS, FFNS = typing.get_args(Norm), typing.get_args(Positional), typing.get_args(FFN)
 
 
 class TransformerBlock(nn.Module):
@@ -446,9 +451,9 @@ class TransformerBlock(nn.Module):
         max_seq_len: int | None = None,
         theta: float = 10000.0,
         *,
-        norm: str = "pre",
-        positional: str = "rope",
-        ffn: str = "swiglu",
+        norm: Norm = "pre",
+        positional: Positional = "rope",
+        ffn: FFN = "swiglu",
         device=None,
         dtype=None,
     ):

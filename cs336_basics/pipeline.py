@@ -33,12 +33,13 @@ import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from cs336_basics.files import atomic_write, describe_os_error
-from cs336_basics.runs import RunInUse, StageRecords, run_lock
+from cs336_basics.runs import RunFolder, RunInUse, StageRecords, run_lock
 
 END_OF_TEXT = "<|endoftext|>"
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -94,7 +95,8 @@ def run_pipeline(
     progress: bool = True,
 ) -> PipelineReport:
     """Run (or resume) every stage; return what happened and the scores. See the module docstring."""
-    from cs336_basics.train import ConfigError, load_config
+    from cs336_basics.config import ConfigError, load_config
+    from cs336_basics.decoding import check_sampling_options
 
     say = log or (lambda message: print(message, file=sys.stderr, flush=True))
     preset_path = find_preset(preset)
@@ -123,10 +125,9 @@ def run_pipeline(
     if out_dir is not None and not str(out_dir).strip():
         raise PipelineError("--out is empty; name the run folder (default: runs/PRESET)")
     out = Path(out_dir) if out_dir is not None else Path("runs") / name
-    tok_dir, tokens_dir = out / "tokenizer", out / "tokens"
-    train_npy, valid_npy = tokens_dir / "train.npy", tokens_dir / "valid.npy"
-    pipeline_overrides = [f"data.train_tokens={train_npy}", f"data.valid_tokens={valid_npy}",
-                          f"data.tokenizer={tok_dir}", f"run.out_dir={out}"] + ([] if progress else ["run.progress=false"])
+    run = RunFolder(out)
+    pipeline_overrides = [f"data.train_tokens={run.train_tokens}", f"data.valid_tokens={run.valid_tokens}",
+                          f"data.tokenizer={run.tokenizer}", f"run.out_dir={out}"] + ([] if progress else ["run.progress=false"])
     try:
         config = load_config(preset_path, [*pipeline_overrides, *overrides])
         check_sampling_options(sample_tokens, temperature, top_p)
@@ -168,13 +169,13 @@ def training_options(config) -> dict:
 def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, sample_tokens, temperature,
                 top_p, seed, max_eval_tokens, say, progress) -> PipelineReport:
     """The stages, with ``out`` locked. See the module docstring."""
-    from cs336_basics.train import ConfigError
+    from cs336_basics.config import ConfigError
 
     name, vocab_size = preset_path.stem, config.model.vocab_size
     train_txt, valid_txt = data_dir / "train.txt", data_dir / "valid.txt"
-    tok_dir, tokens_dir = out / "tokenizer", out / "tokens"
-    train_npy, valid_npy = tokens_dir / "train.npy", tokens_dir / "valid.npy"
-    latest = out / "checkpoints" / "latest.pt"
+    run = RunFolder(out)
+    tok_dir, tokens_dir, train_npy, valid_npy = run.tokenizer, run.tokens, run.train_tokens, run.valid_tokens
+    latest = run.latest
     try:
         records = StageRecords(out)
     except ValueError as err:
@@ -187,7 +188,7 @@ def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, s
     train_io = ({"train.npy": train_npy, "valid.npy": valid_npy}, training_options(config))
 
     # ---- refuse up front, before anything is overwritten, when the folder holds other work
-    started = [p for p in (out / "config.toml", latest) if p.exists()]
+    started = [p for p in (run.config, latest) if p.exists()]
     if started and "train" not in records:
         raise PipelineError(
             f"{out} holds a run with no record of what made it ({started[0].name}; written by `cs336 train` or "
@@ -273,7 +274,7 @@ def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, s
         report.stages.append(StageResult("train", seconds, "resumed" if resume else ""))
 
     # ---- 4. evaluate on the whole validation file
-    eval_json = out / "eval.json"
+    eval_json = run.eval
 
     def evaluate() -> str:
         scores = evaluate_run(out, valid_npy, valid_txt, max_tokens=max_eval_tokens, progress=progress)
@@ -289,10 +290,10 @@ def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, s
 
     checkpoint_and_valid = {"latest.pt": latest, "valid.npy": valid_npy, "valid.txt": valid_txt}
     stage("evaluate", (checkpoint_and_valid, {"max_eval_tokens": max_eval_tokens}), [eval_json], evaluate)
-    report.eval = json.loads(eval_json.read_text(encoding="utf-8"))
+    report.eval = run.read_eval()
 
     # ---- 5. samples
-    samples_txt = out / "samples.txt"
+    samples_txt = run.samples
 
     def write_samples() -> str:
         text = sample_run(out, tokenizer, prompts, sample_tokens, temperature, top_p, seed)
@@ -305,7 +306,7 @@ def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, s
     report.sample = _first_sample(samples_txt.read_text(encoding="utf-8"))
 
     # ---- 6. learning curves
-    figure = out / "learning_curves.png"
+    figure = run.curves
     title = f"{out.name} ({name} preset, {data_dir})"
 
     def plot() -> str:
@@ -314,44 +315,8 @@ def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, s
         plot_learning_curves([out], figure, labels=[out.name], title=title)
         return str(figure)
 
-    stage("plot", ({"metrics.jsonl": out / "metrics.jsonl"}, {"title": title}), [figure], plot)
+    stage("plot", ({"metrics.jsonl": run.metrics}, {"title": title}), [figure], plot)
     return report
-
-
-def check_sampling_options(max_new_tokens: int, temperature: float, top_p: float,
-                           tokens_flag: str = "--sample-tokens") -> None:
-    """ValueError for sampling settings that cannot work (NaN included), before any work is done."""
-    if max_new_tokens < 0:
-        raise ValueError(f"{tokens_flag} must be >= 0, got {max_new_tokens}")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"--temperature must be a number >= 0 (0 is greedy), got {temperature}")
-    if not 0 < top_p <= 1:  # also false for NaN
-        raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
-
-
-def load_run_tokenizer(run_dir: str | os.PathLike, config=None, override: str | os.PathLike | None = None):
-    """The tokenizer a run was trained with: ``override`` if given, else the config's
-    data.tokenizer (as written, or relative to where the run was made), else RUN/tokenizer."""
-    from cs336_basics.tokenizer import Tokenizer
-
-    run_dir = Path(run_dir)
-    if override is not None:
-        return Tokenizer.load(override)
-    if config is None:
-        from cs336_basics.train import load_config
-
-        config = load_config(run_dir / "config.toml")
-    named = Path(config.data.tokenizer) if config.data.tokenizer else None
-    candidates = [named] if named is not None else []
-    candidates.append(run_dir / "tokenizer")  # a run made by the pipeline, maybe moved or seen from elsewhere
-    if named is not None and not named.is_absolute():
-        candidates.append(run_dir / named.name)
-    for path in candidates:
-        if (path / "vocab.json").is_file():
-            return Tokenizer.load(path)
-    raise FileNotFoundError(
-        f"no tokenizer for run {run_dir}: looked in {', '.join(map(str, candidates))}; "
-        "pass the tokenizer directory explicitly (cs336 generate --tokenizer DIR)")
 
 
 def _count_tokens(npy: Path) -> int:
@@ -385,7 +350,8 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
 
     from cs336_basics.data import batch_at
     from cs336_basics.nn_utils import cross_entropy
-    from cs336_basics.train import autocast_dtype, load_model_from_run
+    from cs336_basics.runs import load_model_from_run
+    from cs336_basics.runtime import autocast_dtype, torch_settings
 
     model, config = load_model_from_run(run_dir, average=average)
     device = next(model.parameters()).device
@@ -400,11 +366,11 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
     total, count = 0.0, 0
     batches = tqdm(range(0, n_windows, batch_size), desc="evaluate", unit="batch", disable=not progress,
                    file=sys.stderr)
-    with torch.no_grad(), _threads(config.run.num_threads):
+    with torch.no_grad(), torch_settings(config.run.num_threads):
         for first in batches:
             starts = np.arange(first, min(first + batch_size, n_windows)) * ctx
             x, y = batch_at(tokens, starts, ctx, device)
-            with torch.autocast(device.type, dtype=amp) if amp else _nullcontext():
+            with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
                 logits = model(x)
             total += cross_entropy(logits.float(), y).item() * y.numel()
             count += y.numel()
@@ -419,45 +385,21 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
         "valid_tokens": int(len(tokens)),
         "valid_bytes": int(n_bytes),
         "bytes_per_token": n_bytes / len(tokens),
-        "step": _checkpoint_step(Path(run_dir) / "checkpoints" / "latest.pt"),
+        "step": _checkpoint_step(RunFolder(run_dir).latest),
         "weights": "average" if average and config.optim.ema_halflife > 0 else "trained",
     }
-
-
-def _nullcontext():
-    from contextlib import nullcontext
-
-    return nullcontext()
-
-
-class _threads:
-    """Use the run's run.num_threads (if set) for torch inside the block, as training did."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        import torch
-
-        self.before = torch.get_num_threads()
-        if self.n:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.before)
 
 
 def sample_run(run_dir, tokenizer, prompts, max_new_tokens, temperature, top_p, seed) -> str:
     """samples.txt: one block per prompt, a header line then the prompt and its completion."""
     from cs336_basics.decoding import generate
-    from cs336_basics.train import load_model_from_run
+    from cs336_basics.runs import load_model_from_run
+    from cs336_basics.runtime import torch_settings
 
     model, config = load_model_from_run(run_dir)
     blocks = []
     for i, prompt in enumerate(prompts):
-        with _threads(config.run.num_threads):
+        with torch_settings(config.run.num_threads):
             text = generate(model, tokenizer, prompt, max_new_tokens, temperature, top_p, END_OF_TEXT, seed + i)
         n = len(tokenizer.encode(text))
         blocks.append(f"### prompt {prompt!r}: {n} tokens, temperature {temperature}, top-p {top_p}, "
@@ -490,5 +432,6 @@ def format_report(report: PipelineReport, sample_chars: int = 600) -> str:
     if report.sample:
         sample = report.sample if len(report.sample) <= sample_chars else report.sample[:sample_chars] + " ..."
         lines += ["sample:", sample]
-    lines.append(f"files: {report.out_dir}/samples.txt, learning_curves.png, eval.json, metrics.jsonl")
+    run = RunFolder(report.out_dir)
+    lines.append(f"files: {run.samples}, {run.curves.name}, {run.eval.name}, {run.metrics.name}")
     return "\n".join(lines)

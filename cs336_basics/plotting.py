@@ -21,18 +21,17 @@ from pathlib import Path
 from typing import Sequence
 
 from cs336_basics.files import atomic_path
-
-METRICS_FILE = "metrics.jsonl"
+from cs336_basics.runs import RunFolder
 
 
 def metrics_path(run_or_file: str | os.PathLike) -> Path:
     """A run directory or a metrics file -> the metrics file; a clear error when there is none."""
     path = Path(run_or_file)
     if path.is_dir():
-        path = path / METRICS_FILE
+        path = RunFolder(path).metrics
     if not path.is_file():
         raise FileNotFoundError(
-            f"no metrics file at {path}; pass a run directory that holds {METRICS_FILE} "
+            f"no metrics file at {path}; pass a run directory that holds {RunFolder(path).metrics.name} "
             "(made by `cs336 train`) or the path of such a file")
     return path
 

@@ -1,5 +1,19 @@
-# Hand-written plumbing (not exported from a notebook): who may write a run folder, and what made its files.
-"""Run-folder integrity: one writer at a time, and a record of what produced each stage's outputs.
+# Hand-written plumbing (not exported from a notebook): a run folder: its layout, its writer, what made its files.
+"""Run folders: where each file of a run lives, loading a trained run back, one writer at a time,
+and a record of what produced each stage's outputs.
+
+**The layout.** ``RunFolder(path)`` names every file a run keeps; nothing else spells them out::
+
+    OUT/config.toml            the TrainConfig (cs336 train)      OUT/tokenizer/    BPE (cs336 pipeline)
+    OUT/metrics.jsonl          one JSON object per logged step    OUT/tokens/       train.npy, valid.npy
+    OUT/checkpoints/latest.pt  (+ step_N.pt when kept)            OUT/eval.json     scores on valid.txt
+    OUT/samples.txt            text from the model                OUT/learning_curves.png
+
+    >>> run = RunFolder("runs/cpu")
+    >>> run.latest, run.step_checkpoint(500), run.valid_tokens
+    (PosixPath('runs/cpu/checkpoints/latest.pt'), PosixPath('runs/cpu/checkpoints/step_500.pt'), PosixPath('runs/cpu/tokens/valid.npy'))
+    >>> model, config = load_model_from_run("runs/cpu")     # doctest: +SKIP
+    >>> tokenizer = load_run_tokenizer("runs/cpu", config)  # doctest: +SKIP
 
 **One writer.** ``run_lock(folder)`` holds an exclusive lock on ``folder/.lock`` (``flock``) for
 as long as a run writes there; a second process that tries gets ``RunInUse`` at once, with the
@@ -41,6 +55,89 @@ except ImportError:  # Windows: no flock; runs there are not guarded against a s
 
 LOCK_NAME = ".lock"
 RECORDS_NAME = "stages.json"
+
+
+# ------------------------------------------------------------------------------------ the layout
+class RunFolder:
+    """The files of one run folder, by what they hold (paths only: nothing is read or made)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.config = self.path / "config.toml"             # the run's TrainConfig, as TOML
+        self.metrics = self.path / "metrics.jsonl"          # one JSON object per logged step
+        self.checkpoints = self.path / "checkpoints"
+        self.latest = self.checkpoints / "latest.pt"        # the newest checkpoint
+        self.eval = self.path / "eval.json"                 # scores on the whole validation file
+        self.samples = self.path / "samples.txt"            # text sampled from the trained model
+        self.curves = self.path / "learning_curves.png"     # loss against step and wallclock
+        self.tokenizer = self.path / "tokenizer"            # the BPE tokenizer the pipeline trained
+        self.tokens = self.path / "tokens"                  # the token files the pipeline wrote
+        self.train_tokens = self.tokens / "train.npy"
+        self.valid_tokens = self.tokens / "valid.npy"
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def step_checkpoint(self, step: int) -> Path:
+        """checkpoints/step_N.pt: a checkpoint kept at step N (run.keep_checkpoints)."""
+        return self.checkpoints / f"step_{step}.pt"
+
+    def read_eval(self) -> dict[str, Any]:
+        """The scores in eval.json (``val_loss``, ``val_ppl``, ``bits_per_byte``, ...)."""
+        if not self.eval.is_file():
+            raise FileNotFoundError(f"{self.eval} does not exist; `cs336 pipeline` writes it after training")
+        return json.loads(self.eval.read_text(encoding="utf-8"))
+
+
+def load_model_from_run(run_dir: str | os.PathLike, device: Any = None, average: bool = True):
+    """(model in eval mode with the latest checkpoint's weights, its TrainConfig).
+
+    When the run kept an average of its weights (optim.ema_halflife > 0) the model gets the
+    average, unless ``average=False``.
+    """
+    from cs336_basics.config import load_config
+    from cs336_basics.model import TransformerLM
+    from cs336_basics.runtime import resolve_device
+    from cs336_basics.serialization import read_checkpoint
+
+    run = RunFolder(run_dir)
+    for p in (run.config, run.latest):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} does not exist; is {str(run.path)!r} a run directory written by `cs336 train`?")
+    config = load_config(run.config)
+    dev = resolve_device(str(device) if device is not None else "auto")
+    model = TransformerLM.from_config(config.model, device=dev)
+    ckpt = read_checkpoint(run.latest, map_location=dev)
+    model.load_state_dict(ckpt["model"])
+    if average and "ema" in ckpt:
+        for name, weights in ckpt["ema"]["average"].items():
+            model.get_parameter(name).data.copy_(weights)
+    return model.eval(), config
+
+
+def load_run_tokenizer(run_dir: str | os.PathLike, config=None, override: str | os.PathLike | None = None):
+    """The tokenizer a run was trained with: ``override`` if given, else the config's
+    data.tokenizer (as written, or relative to where the run was made), else RUN/tokenizer."""
+    from cs336_basics.tokenizer import Tokenizer
+
+    run = RunFolder(run_dir)
+    if override is not None:
+        return Tokenizer.load(override)
+    if config is None:
+        from cs336_basics.config import load_config
+
+        config = load_config(run.config)
+    named = Path(config.data.tokenizer) if config.data.tokenizer else None
+    candidates = [named] if named is not None else []
+    candidates.append(run.tokenizer)  # a run made by the pipeline, maybe moved or seen from elsewhere
+    if named is not None and not named.is_absolute():
+        candidates.append(run.path / named.name)
+    for path in candidates:
+        if (path / "vocab.json").is_file():
+            return Tokenizer.load(path)
+    raise FileNotFoundError(
+        f"no tokenizer for run {run.path}: looked in {', '.join(map(str, candidates))}; "
+        "pass the tokenizer directory explicitly (cs336 generate --tokenizer DIR)")
 
 
 class RunInUse(RuntimeError):

@@ -23,8 +23,10 @@
 # 2. **SGD and AdamW** — how parameters move (`optimizer.py`), with a **cosine schedule** for the
 #    learning rate and **gradient clipping** against the occasional huge gradient;
 # 3. **batches** sampled from a token file on disk (`data.py`) and **checkpoints** (`serialization.py`);
-# 4. **the training loop** (`train.py`): typed TOML configs, validation, metrics, resume, Ctrl-C,
-#    bf16, DDP — and we run it live on a tiny model and plot its curves.
+# 4. **the training loop** (`train.py`): validation, metrics, resume, Ctrl-C, bf16, DDP — and we run
+#    it live on a tiny model and plot its curves. Its plumbing is hand-written beside it: the typed
+#    TOML config (`config.py`), devices, processes and random state (`runtime.py`), and the run
+#    folder (`runs.py`).
 #
 # Everything is from scratch: no `torch.nn.functional`, no `torch.optim` optimiser; torch's own
 # versions only appear as oracles in the checks.
@@ -1060,305 +1062,23 @@ print(sorted(p.name for p in (TMP / "ckpt").iterdir()))   # no temporary file le
 # `[model]`, `[optim]`, `[schedule]`, `[data]`, `[run]` — loaded from TOML and overridable from the
 # command line (`--set optim.lr=3e-3`). An unknown key or a value of the wrong type is an error
 # naming it.
-
-# %%
-#| default_exp train
-
-# %%
-#| export
-"""The training loop: typed TOML configs, the loop itself, resume, and loading a trained run.
-
-    $ cs336 train --config configs/cpu.toml --set optim.lr=3e-3 --set run.out_dir=runs/lr3e-3
-    >>> cfg = load_config("configs/smoke.toml", ["schedule.max_steps=50"])
-    >>> run_dir = train(cfg)                       # runs/.../{config.toml, metrics.jsonl, checkpoints/}
-    >>> model, cfg = load_model_from_run(run_dir)  # latest checkpoint, eval mode
-
-One step: sample a batch -> forward (bf16 autocast if enabled) -> cross-entropy -> backward ->
-clip the global gradient norm -> set the cosine learning rate -> AdamW step. Every ``log_every``
-steps a line goes to metrics.jsonl; every ``eval_every`` steps the loss on a fixed set of
-validation batches; every ``checkpoint_every`` steps and at the end a checkpoint that holds
-everything needed to continue bit-for-bit (model, optimizer, step, config, RNG states).
-Under torchrun, the same code runs DistributedDataParallel: every rank draws the same global
-batch of start positions and reads its own slice, so N ranks see exactly the batch one process
-would; DDP averages the gradients; rank 0 logs and saves.
-"""
-
-from __future__ import annotations
-
-import dataclasses
-import errno
-import json
-import math
-import os
-import random
-import shutil
-import signal
-import sys
-import time
-import tomllib
-import typing
-from contextlib import nullcontext, suppress
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-
-from cs336_basics.accounting import training_flops_per_token
-from cs336_basics.data import batch_at, check_device, epoch_batch_starts, load_tokens
-from cs336_basics.runs import run_lock
-from cs336_basics.files import atomic_write, attributed_to, check_writable
-from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
-from cs336_basics.optimizer import AdamW, WeightAverage, cosine_lr
-from cs336_basics.serialization import read_checkpoint, save_checkpoint, unwrap_model
-
-
-# %% [markdown]
+#
 # ### The config
 #
 # Five dataclasses; every field has a type and a default, and the defaults are the handout's
-# TinyStories model. `model` mirrors `TransformerLM`'s constructor (so `TransformerLM(**...)` builds
-# it); `d_ff = 0` means "the model's default". `data.batch_size` is the **global** batch: under DDP
-# each of N ranks gets `batch_size / N` of it.
-
-# %%
-#| export
-@dataclass
-class ModelConfig:
-    vocab_size: int = 10_000
-    context_length: int = 256
-    d_model: int = 512
-    num_layers: int = 4
-    num_heads: int = 16
-    d_ff: int = 1344          # 0: the model's default (about 8/3 d_model, a multiple of 64)
-    rope_theta: float = 10_000.0
-    norm: str = "pre"         # pre | post | none
-    positional: str = "rope"  # rope | none
-    ffn: str = "swiglu"       # swiglu | silu
-    tie_embeddings: bool = False
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 1e-3          # peak learning rate (the schedule's max_lr)
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    weight_decay: float = 0.1  # applied to matrices only; gains and other 1-D params are not decayed
-    grad_clip: float = 1.0    # max global L2 norm; 0 disables clipping
-    # learning-rate multipliers (the schedule scales them alike); see optimizer_groups
-    embedding_lr_scale: float = 1.0  # token embeddings (no weight decay when this is not 1)
-    head_lr_scale: float = 1.0       # lm_head (and a tied embedding matrix); no weight decay when not 1
-    ema_halflife: float = 0.0  # > 0: also keep an average of the weights (WeightAverage, half-life in
-                               # steps); validation logs it as val/ema_loss, load_model_from_run uses it
-
-
-@dataclass
-class ScheduleConfig:
-    max_steps: int = 5000
-    warmup_steps: int = 200
-    cosine_steps: int = 0     # step where the cosine reaches min_lr; 0: max_steps
-    min_lr_ratio: float = 0.1  # min_lr = lr * min_lr_ratio
-
-
-@dataclass
-class DataConfig:
-    train_tokens: str = "data/train.npy"
-    valid_tokens: str = "data/valid.npy"
-    tokenizer: str = ""       # saved tokenizer directory (optional; used by decoding)
-    batch_size: int = 32      # global batch (sequences per optimizer step)
-    sampler: str = "uniform"  # uniform: random start positions (get_batch) | epoch: every window once
-                              # per epoch, shuffled (epoch_batch_starts; better when data repeats)
-
-
-@dataclass
-class RunConfig:
-    out_dir: str = "runs/default"
-    seed: int = 0
-    device: str = "auto"      # auto (cuda -> mps -> cpu) | cpu | cuda | cuda:N | mps
-    precision: str = "auto"   # auto (bf16 on CUDA, fp32 elsewhere) | bf16 | fp32  (bf16 = autocast)
-    tf32: bool = True         # TF32 matmuls on CUDA
-    compile: bool = False     # torch.compile the model, the loss and the optimizer's update
-    loss_chunk_rows: int = 0  # > 0: output layer + loss together, this many positions at a time
-                              # (linear_cross_entropy: no (batch, seq, vocab) logits; faster on CPU)
-    num_threads: int = 0      # CPU threads for torch; 0: torch's default
-    deterministic: bool = False
-    log_every: int = 10
-    eval_every: int = 200
-    eval_batches: int = 20
-    checkpoint_every: int = 1000
-    keep_checkpoints: bool = False  # also keep checkpoints/step_N.pt at every checkpoint
-    progress: bool = True     # tqdm bar on stderr
-    peak_flops: float = 0.0   # for MFU; 0: measure a matmul peak on the device at start
-    wandb: bool = False
-    wandb_project: str = "cs336-basics"
-    wandb_mode: str = "online"  # online | offline
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-
-
-class ConfigError(ValueError):
-    """A config file or override that names an unknown key or holds a bad value."""
-
-
-# %% [markdown]
-# Loading: read the TOML file, apply `section.key=value` overrides (the value is parsed as a TOML
+# TinyStories model. `[model]` *is* notebook 02's `ModelConfig` (so `TransformerLM.from_config`
+# builds it); `d_ff = 0` means "the model's default". `data.batch_size` is the **global** batch:
+# under DDP each of N ranks gets `batch_size / N` of it.
+#
+# Loading reads the TOML file, applies `section.key=value` overrides (the value is parsed as a TOML
 # value, so `3e-3` is a float and `true` a bool; anything that does not parse is a string), then
-# coerce each value to its field's type and validate the ranges and choices.
+# coerces each value to its field's type and validates the ranges and choices. That is plumbing
+# that teaches nothing about training, so it lives in the hand-written `cs336_basics/config.py`.
+# A quick look: the defaults are the handout's TinyStories model; overrides are typed; a typo is
+# an error that lists the keys that do exist.
 
 # %%
-#| export
-_CHOICES = {
-    ("model", "norm"): ("pre", "post", "none"),
-    ("model", "positional"): ("rope", "none"),
-    ("model", "ffn"): ("swiglu", "silu"),
-    ("run", "precision"): ("auto", "bf16", "fp32"),
-    ("data", "sampler"): ("uniform", "epoch"),
-    ("run", "wandb_mode"): ("online", "offline"),
-}
-_POSITIVE = {("model", k) for k in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")} | {
-    ("schedule", "max_steps"), ("data", "batch_size"), ("run", "log_every"), ("run", "eval_every"),
-    ("run", "eval_batches"), ("run", "checkpoint_every"),
-}
-_NON_NEGATIVE = {("model", "d_ff"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
-                 ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"), ("optim", "ema_halflife"),
-                 ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
-                 ("schedule", "min_lr_ratio"), ("run", "num_threads"), ("run", "peak_flops"),
-                 ("run", "loss_chunk_rows")}
-
-
-def _sections() -> dict[str, type]:
-    return {f.name: f.default_factory for f in dataclasses.fields(TrainConfig)}
-
-
-def _coerce(value: Any, typ: type, where: str, raw: str | None = None) -> Any:
-    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(typ, typ.__name__)
-    bad = ConfigError(f"{where} must be {kind}, got {value!r}")
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        raise bad
-    if typ is int:
-        if isinstance(value, float) and value.is_integer():  # 1e6 steps
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if typ is str:
-        if isinstance(value, str):
-            return value
-        if raw is not None:  # an override like run.out_dir=2024 parsed as a number: keep the text
-            return raw
-        raise bad
-    raise TypeError(f"unsupported config field type {typ}")
-
-
-def _validate(section: str, key: str, value: Any) -> None:
-    where = f"{section}.{key}"
-    if (section, key) in _CHOICES and value not in _CHOICES[section, key]:
-        raise ConfigError(f"{where} = {value!r} is not one of {', '.join(_CHOICES[section, key])}")
-    if (section, key) in _POSITIVE and not value > 0:
-        raise ConfigError(f"{where} must be > 0, got {value!r}")
-    if (section, key) in _NON_NEGATIVE and not value >= 0:
-        raise ConfigError(f"{where} must be >= 0, got {value!r}")
-    if key in ("beta1", "beta2") and not 0 <= value < 1:
-        raise ConfigError(f"{where} must be in [0, 1), got {value!r}")
-    if (section, key) == ("run", "out_dir") and not value.strip():  # "" would train into the current folder
-        raise ConfigError(f"{where} must name a folder for the run (e.g. runs/my-run), got {value!r}")
-
-
-def _set(config: TrainConfig, section: str, key: str, value: Any, raw: str | None = None) -> None:
-    sections = _sections()
-    if section not in sections:
-        raise ConfigError(f"unknown config section [{section}]; the sections are {', '.join(sections)}")
-    part = getattr(config, section)
-    hints = typing.get_type_hints(type(part))
-    if key not in hints:
-        raise ConfigError(f"unknown config key {section}.{key}; [{section}] has {', '.join(hints)}")
-    value = _coerce(value, hints[key], f"{section}.{key}", raw)
-    _validate(section, key, value)
-    setattr(part, key, value)
-
-
-def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """A TrainConfig from nested dicts ({"model": {...}, ...}) plus "section.key=value" overrides."""
-    config = TrainConfig()
-    for section, values in data.items():
-        if not isinstance(values, dict):
-            raise ConfigError(f"config entry {section!r} must be a [section] table; the sections are {', '.join(_sections())}")
-        for key, value in values.items():
-            _set(config, section, key, value)
-    for item in overrides:
-        name, sep, raw = item.partition("=")
-        section, dot, key = name.strip().partition(".")
-        if not sep or not dot or not key:
-            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. optim.lr=3e-3)")
-        raw = raw.strip()
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw  # unquoted text, e.g. run.out_dir=runs/x
-        _set(config, section, key, value, raw=raw.strip("\"'"))
-    return config
-
-
-def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a TOML config (None: the defaults) and apply "section.key=value" overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist; see configs/*.toml for presets")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
-    return config_from_dict(data, overrides)
-
-
-def config_to_toml(config: TrainConfig) -> str:
-    """The config as TOML text that load_config reads back to an equal TrainConfig."""
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, float):
-            return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-        if isinstance(v, int):
-            return str(v)
-        return json.dumps(v)
-    lines = []
-    for section in _sections():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {fmt(v)}" for k, v in dataclasses.asdict(getattr(config, section)).items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def model_kwargs(model: ModelConfig) -> dict[str, Any]:
-    """ModelConfig as TransformerLM keyword arguments (d_ff 0 -> None: the model's default)."""
-    kwargs = dataclasses.asdict(model)
-    kwargs["d_ff"] = kwargs["d_ff"] or None
-    return kwargs
-
-
-# %% [markdown]
-# A quick look: the defaults are the handout's TinyStories model; overrides are typed; a typo is an
-# error that lists the keys that do exist.
-
-# %%
-from cs336_basics.train import ConfigError, load_config, config_from_dict, config_to_toml
+from cs336_basics.config import ConfigError, OptimConfig, config_from_dict, config_to_toml, load_config
 
 cfg = config_from_dict({}, ["optim.lr=3e-3", "run.compile=true", "run.out_dir=runs/lr3e-3"])
 print(cfg.model, cfg.optim.lr, cfg.run.compile, cfg.run.out_dir, sep="\n")
@@ -1369,7 +1089,7 @@ for bad in (["optim.learning_rate=1e-3"], ["model.d_model=big"], ["schedule.max_
         print("ConfigError:", err)
 
 # %% [markdown]
-# ### Devices, precision, and distributed setup
+# ### Devices, precision, processes, random state
 #
 # `auto` picks CUDA, then Apple's MPS, then the CPU. On CUDA we allow TF32 matmuls and run the
 # forward pass under bf16 autocast (the master weights, gradients and AdamW state stay float32).
@@ -1378,150 +1098,20 @@ for bad in (["optim.learning_rate=1e-3"], ["model.d_model=big"], ["schedule.max_
 #
 # Under `torchrun` the environment holds `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; we start a process
 # group (NCCL on GPUs, gloo on CPUs) and each rank takes GPU `LOCAL_RANK`.
-
-# %%
-#| export
-@dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    created_group: bool = False  # we started the process group, so we end it
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:LOCAL_RANK if available, else mps, else cpu; anything else is checked to exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = check_device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"run.device: {err}") from None
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    return dev
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 for autocast, or None for plain float32."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return None
-
-
-def setup_distributed(device_name: str) -> Dist:
-    """Join the torchrun process group if WORLD_SIZE > 1 (idempotent)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    created = False
-    if not dist.is_initialized():
-        created = True
-        use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-        if use_cuda:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return Dist(rank, world, local_rank, created)
-
-
-def any_rank(flag: bool, d: Dist) -> bool:
-    """True on every rank if ``flag`` is True on any rank."""
-    import torch.distributed as dist
-
-    t = torch.tensor([float(flag)])
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def all_reduce_mean(value: torch.Tensor, d: Dist) -> torch.Tensor:
-    if d.enabled:
-        import torch.distributed as dist
-
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= d.world_size
-    return value
-
-
-# %% [markdown]
-# ### Throughput accounting
 #
-# MFU compares the FLOPs we actually perform per second with the device's peak. The FLOPs per
+# To resume *exactly*, a checkpoint holds every random state the loop uses: torch (CPU and CUDA),
+# numpy's and Python's global generators, and the numpy `Generator` that draws batch start
+# positions, stored as plain lists and dicts so that `torch.load(weights_only=True)` can read them.
+#
+# **MFU** compares the FLOPs we actually perform per second with the device's peak. The FLOPs per
 # training token (about 6 per parameter, plus the attention scores) come from notebook 03's
 # `accounting.training_flops_per_token`. The peak is *measured* with a large matmul in the training
 # precision, so MFU is against what this machine can actually do (set `run.peak_flops` to use a
 # datasheet number instead).
-
-# %%
-#| export
-def measure_matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
-    """FLOP/s of a large square matmul on ``device`` in ``dtype`` (a practical peak for MFU)."""
-    n = 4096 if device.type == "cuda" else 1024
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    a @ b; sync()
-    reps, t0 = 0, time.perf_counter()
-    while reps < 3 or time.perf_counter() - t0 < 0.2:
-        a @ b; reps += 1
-    sync()
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
-
-
-# %% [markdown]
-# ### RNG state
 #
-# To resume *exactly*, a checkpoint holds every random state the loop uses: torch (CPU and CUDA),
-# numpy's and Python's global generators, and the numpy `Generator` that draws batch start
-# positions. We store them as plain lists and dicts so that `torch.load(weights_only=True)` can
-# read them back.
-
-# %%
-#| export
-def rng_state(batch_rng: np.random.Generator) -> dict[str, Any]:
-    np_state = np.random.get_state(legacy=False)
-    np_state["state"]["key"] = np_state["state"]["key"].tolist()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np_state,
-        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
-        "batches": batch_rng.bit_generator.state,
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], batch_rng: np.random.Generator) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    np_state = dict(state["numpy"])
-    np_state["state"] = dict(np_state["state"], key=np.asarray(np_state["state"]["key"], dtype=np.uint32))
-    np.random.set_state(np_state)
-    *internal, version, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    batch_rng.bit_generator.state = state["batches"]
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
+# All of this (`resolve_device`, `autocast_dtype`, `setup_distributed`, `all_reduce_mean`,
+# `rng_state`, `measure_matmul_peak`, the thread count and the Ctrl-C flag) is plumbing too: it
+# lives in the hand-written `cs336_basics/runtime.py`, and the loop below calls it by name.
 
 # %% [markdown]
 # ### The loop
@@ -1550,6 +1140,72 @@ def set_rng_state(state: dict[str, Any], batch_rng: np.random.Generator) -> None
 #   validated next to the weights themselves (`val/ema_loss`), saved in every checkpoint (`"ema"`,
 #   restored on resume), and it is the model `load_model_from_run` returns — so evaluation, samples
 #   and `cs336 generate` use it.
+#
+# Where each file of a run goes (`config.toml`, `metrics.jsonl`, `checkpoints/latest.pt`, ...) is
+# written down once, in `runs.RunFolder`.
+
+# %%
+#| default_exp train
+
+# %%
+#| export
+"""The training loop: batch -> forward -> loss -> backward -> clip -> AdamW step, and around it
+validation, metrics, checkpoints, resume, Ctrl-C and DDP.
+
+    $ cs336 train --config configs/cpu.toml --set optim.lr=3e-3 --set run.out_dir=runs/lr3e-3
+    >>> cfg = load_config("configs/smoke.toml", ["schedule.max_steps=50"])  # doctest: +SKIP
+    >>> run_dir = train(cfg)             # runs/.../{config.toml, metrics.jsonl, checkpoints/}  # doctest: +SKIP
+    >>> model, cfg = runs.load_model_from_run(run_dir)   # latest checkpoint, eval mode  # doctest: +SKIP
+
+One step: set the cosine learning rate -> sample a batch -> forward (bf16 autocast if enabled) ->
+cross-entropy -> backward -> clip the global gradient norm -> AdamW step. Every ``log_every``
+steps a line goes to metrics.jsonl; every ``eval_every`` steps the loss on a fixed set of
+validation batches; every ``checkpoint_every`` steps and at the end a checkpoint that holds
+everything needed to continue bit-for-bit (model, optimizer, step, config, RNG states).
+Under torchrun, the same code runs DistributedDataParallel: every rank draws the same global
+batch of start positions and reads its own slice, so N ranks see exactly the batch one process
+would; DDP averages the gradients; rank 0 logs and saves.
+
+The config is ``config.py``; devices, precision, DDP, RNG state and signals are ``runtime.py``;
+the run folder's layout and loading a trained run are ``runs.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import math
+import shutil
+import signal
+import sys
+import time
+from contextlib import nullcontext, suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cs336_basics.accounting import training_flops_per_token
+from cs336_basics.config import ConfigError, OptimConfig, TrainConfig, config_to_toml
+from cs336_basics.data import batch_at, epoch_batch_starts, load_tokens
+from cs336_basics.files import atomic_write, attributed_to, check_writable
+from cs336_basics.model import TransformerLM
+from cs336_basics.nn_utils import clip_gradients, cross_entropy, linear_cross_entropy, perplexity
+from cs336_basics.optimizer import AdamW, WeightAverage, cosine_lr
+from cs336_basics.runs import RunFolder, run_lock
+from cs336_basics.runtime import (
+    Dist, StopFlag, all_reduce_mean, allow_tf32, any_rank, autocast_dtype, measure_matmul_peak, resolve_device,
+    rng_state, seed_everything, set_rng_state, setup_distributed, teardown_distributed, torch_settings,
+)
+from cs336_basics.serialization import read_checkpoint, save_checkpoint
+
+
+# %% [markdown]
+# How a run ends when it does not reach `max_steps`: interrupted (a checkpoint was saved), or
+# diverged. And `metrics.jsonl`, opened for appending: on resume it keeps only the lines up to the
+# checkpoint's step, so the curve continues without a repeated step.
 
 # %%
 #| export
@@ -1566,37 +1222,6 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class TrainingDiverged(RuntimeError):
     """The training loss (or the weights) became NaN or infinite."""
-
-
-class _StopFlag:
-    """Turn the first SIGINT or SIGTERM into a flag checked between steps; a second one interrupts
-    immediately. ``signum`` remembers which signal asked."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = False
-        self.signum = signal.SIGINT
-        self._previous: dict[int, Any] = {}
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested, self.signum = True, signum
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"\n{name}: finishing this step and saving a checkpoint (again to abort)", file=sys.stderr)
-
-    def __enter__(self):
-        try:
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
 
 
 def _metrics_writer(path: Path, keep_until_step: int | None):
@@ -1707,15 +1332,14 @@ def _all_finite(tensors) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
-def _last_good_checkpoint(ckpt_dir: Path) -> str:
+def _last_good_checkpoint(run: RunFolder) -> str:
     """A sentence naming the newest checkpoint on disk with a finite recorded loss and finite weights."""
     def step_of(p: Path) -> int:
         return int(p.stem[5:]) if p.stem[5:].isdigit() else -1
-    latest = ckpt_dir / "latest.pt"
     best: tuple[int, Path] | None = None
     # latest.pt, then the kept step_N.pt newest first, reading only those that could be newer
-    for path in [latest] + sorted(ckpt_dir.glob("step_*.pt"), key=step_of, reverse=True):
-        if best is not None and path != latest and step_of(path) <= best[0]:
+    for path in [run.latest] + sorted(run.checkpoints.glob("step_*.pt"), key=step_of, reverse=True):
+        if best is not None and path != run.latest and step_of(path) <= best[0]:
             break
         try:
             ckpt = read_checkpoint(path)
@@ -1725,15 +1349,154 @@ def _last_good_checkpoint(ckpt_dir: Path) -> str:
         if (loss is None or math.isfinite(loss)) and _all_finite(ckpt["model"].values()):
             if best is None or ckpt["iteration"] > best[0]:
                 best = (int(ckpt["iteration"]), path)
-            if path != latest:
+            if path != run.latest:
                 break
     if best is None:
         return "No good checkpoint was written yet; lower optim.lr or use a smaller optim.grad_clip"
     step, path = best
-    how = "resume from it" if path.name == "latest.pt" else "copy it over checkpoints/latest.pt and resume"
+    how = "resume from it" if path == run.latest else f"copy it over {run.latest.relative_to(run.path)} and resume"
     return (f"The last good checkpoint is {path} (step {step}); {how} with a lower optim.lr or a smaller "
             "optim.grad_clip")
 
+
+# %% [markdown]
+# The setup a run needs before its first step, as small named pieces: the run folder must fit the
+# request (a new run in an empty one, a resume where a checkpoint is), the token files must be long
+# enough, and a resumed run gets back its weights, AdamW's moments, the weight average, the random
+# state and the clock. Then the model is wrapped for speed: DistributedDataParallel under torchrun,
+# `torch.compile` when asked.
+
+# %%
+#| export
+def _check_out_dir(run: RunFolder, resume: bool) -> None:
+    """A new run must not overwrite a finished one; a resumed one needs its checkpoint."""
+    if resume and not run.latest.is_file():
+        raise FileNotFoundError(f"cannot resume: {run.latest} does not exist; start without --resume")
+    if not resume and run.latest.is_file():
+        raise FileExistsError(
+            f"{run.path} already holds a run (checkpoints/latest.pt); pass --resume to continue it, "
+            "or set run.out_dir to a new directory"
+        )
+
+
+def _token_files(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The train and valid token files (memory-mapped), each checked to be long enough."""
+    m, dc = config.model, config.data
+    train_tokens = load_tokens(dc.train_tokens, m.vocab_size)
+    valid_tokens = load_tokens(dc.valid_tokens, m.vocab_size)
+    for name, toks in (("train", train_tokens), ("valid", valid_tokens)):
+        if len(toks) <= m.context_length:
+            raise ValueError(f"{name} token file holds {len(toks)} tokens, fewer than context_length + 1 = {m.context_length + 1}")
+    if dc.sampler == "epoch":
+        epoch_batch_starts(len(train_tokens), m.context_length, dc.batch_size, 0, config.run.seed)  # fails early if too short
+    return train_tokens, valid_tokens
+
+
+def _resume(run: RunFolder, config: TrainConfig, model, optimizer, averager, batch_rng, device) -> tuple[int, float, float | None]:
+    """Load the latest checkpoint into the model, AdamW, the average and the RNGs; (step, clock, last loss)."""
+    ckpt = read_checkpoint(run.latest, map_location=device)
+    saved = ckpt.get("config", {}).get("model")
+    if saved is not None and saved != dataclasses.asdict(config.model):
+        raise ConfigError(f"[model] differs from the checkpoint's ({saved}); resume with the same model settings")
+    model.load_state_dict(ckpt["model"])
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except ValueError as err:  # e.g. a checkpoint from before the optimizer had its current groups
+        raise ConfigError(
+            f"the checkpoint's optimizer state does not fit this optimizer ({err}); it was written by an "
+            "older version of the training loop: start a new run (a new run.out_dir) instead of --resume"
+        ) from err
+    if averager is not None and "ema" in ckpt:  # (a run that turns the average on later starts it here)
+        averager.load_state_dict(ckpt["ema"])
+    set_rng_state(ckpt["rng"], batch_rng)
+    return int(ckpt["iteration"]), float(ckpt.get("wallclock_s", 0.0)), ckpt.get("train_loss")
+
+
+def _accelerate(model, optimizer, d: Dist, device: torch.device, use_compile: bool):
+    """(the model to call, the loss to call): DDP under torchrun, then torch.compile if asked."""
+    loss_fn = cross_entropy
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if use_compile:  # after DDP, so the compiler can split the graph at DDP's gradient buckets
+        model = torch.compile(model)
+        loss_fn = torch.compile(cross_entropy)  # fused: one pass over the (batch, seq, vocab) logits
+        optimizer.compile_update()  # one fused pass over each parameter's state per step
+    return model, loss_fn
+
+
+# %% [markdown]
+# What the run writes as it goes: one JSON line per logged step (and the same record to Weights &
+# Biases when `run.wandb` is on), from the main process only. Between two log lines the losses
+# and gradient norms stay on the device, in a `_Window`, and are copied once when the window
+# closes; that is also where a NaN is caught.
+
+# %%
+#| export
+class _Log:
+    """metrics.jsonl (+ wandb), written by the main process; a no-op on the other ranks."""
+
+    def __init__(self, run: RunFolder, config: TrainConfig, keep_until_step: int | None, enabled: bool):
+        self.metrics = self.wandb = None
+        if not enabled:
+            return
+        self.metrics = _metrics_writer(run.metrics, keep_until_step)
+        if config.run.wandb:
+            import wandb  # optional dependency: pip install 'cs336-basics[wandb]'
+
+            self.wandb = wandb.init(project=config.run.wandb_project, name=run.path.name, dir=str(run.path),
+                                    config=dataclasses.asdict(config), mode=config.run.wandb_mode, resume="allow")
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            with attributed_to(self.metrics.name):  # a full disk names metrics.jsonl
+                self.metrics.write(json.dumps(record) + "\n")
+                self.metrics.flush()
+        if self.wandb is not None:
+            self.wandb.log(record, step=record["step"])
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            with suppress(OSError):  # every line was flushed; a failed one is already being raised
+                self.metrics.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+class _Window:
+    """The steps since the last log line: their losses and gradient norms, still on the device."""
+
+    def __init__(self, start: int):
+        self.start, self.t0 = start, time.perf_counter()
+        self.losses: list[torch.Tensor] = []
+        self.norms: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.losses.append(loss.detach())
+        self.norms.append(grad_norm)
+
+    def summarize(self, step: int, tokens_per_step: int, d: Dist, run: RunFolder) -> tuple[float, float, float]:
+        """(mean loss, mean gradient norm, tokens/s) of the window, with one host sync.
+
+        Averaged over ranks first, so a NaN on any rank stops every rank at the same step (TrainingDiverged).
+        """
+        losses = all_reduce_mean(torch.stack(self.losses).float(), d).cpu()
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            first = self.start + int(bad[0]) + 1
+            raise TrainingDiverged(f"loss became {losses[int(bad[0])].item()} at step {first}; stopping. "
+                                   + _last_good_checkpoint(run))
+        tok_s = (step - self.start) * tokens_per_step / max(time.perf_counter() - self.t0, 1e-9)
+        return losses.mean().item(), torch.stack(self.norms).mean().item(), tok_s
+
+
+# %% [markdown]
+# `train` sets up the process (torchrun's group, the device, the thread count, the run folder's
+# lock) and hands over to `_train`, which builds everything from the seed and runs the loop. The
+# loop itself is the first block inside `for step in ...`: learning rate, batch, forward, loss,
+# backward, clip, step. The second block runs only at a boundary (a log, evaluation or checkpoint
+# step, the last step, or a stop request).
 
 # %%
 #| export
@@ -1750,198 +1513,122 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     r = config.run
     d = setup_distributed(r.device)
     device = resolve_device(r.device, d.local_rank)
-    # process-wide torch settings are restored afterwards (a notebook kernel keeps running)
-    threads_before, deterministic_before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    if r.num_threads:
-        torch.set_num_threads(r.num_threads)
-    if r.deterministic:
-        torch.use_deterministic_algorithms(True)
-    # one writer per run folder: a second run into it (another process) stops here, at once (RunInUse)
+    # process-wide torch settings are restored afterwards (a notebook kernel keeps running); one writer
+    # per run folder: a second run into it (another process) stops here, at once (RunInUse)
     lock = run_lock(r.out_dir) if d.is_main else nullcontext()
     try:
-        with lock:
+        with torch_settings(r.num_threads, r.deterministic), lock:
             return _train(config, resume, d, device)
     finally:
-        torch.set_num_threads(threads_before)
-        torch.use_deterministic_algorithms(deterministic_before)
-        if d.created_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        teardown_distributed(d)
 
 
 def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> Path:
     from tqdm import tqdm
 
-    from cs336_basics.model import TransformerLM
-
     m, o, s, dc, r = config.model, config.optim, config.schedule, config.data, config.run
-    if device.type == "cuda" and r.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    run = RunFolder(r.out_dir)
+    allow_tf32(device, r.tf32)
     amp_dtype = autocast_dtype(r.precision, device)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     if dc.batch_size % d.world_size:
         raise ConfigError(f"data.batch_size = {dc.batch_size} must be divisible by the number of processes ({d.world_size})")
     local_batch = dc.batch_size // d.world_size
+    rows = slice(d.rank * local_batch, (d.rank + 1) * local_batch)  # this rank's rows of each global batch
+    _check_out_dir(run, resume)
+    train_tokens, valid_tokens = _token_files(config)
 
-    out_dir = Path(r.out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    latest = ckpt_dir / "latest.pt"
-    if resume and not latest.is_file():
-        raise FileNotFoundError(f"cannot resume: {latest} does not exist; start without --resume")
-    if not resume and latest.is_file():
-        raise FileExistsError(
-            f"{out_dir} already holds a run (checkpoints/latest.pt); pass --resume to continue it, "
-            "or set run.out_dir to a new directory"
-        )
-
-    train_tokens = load_tokens(dc.train_tokens, m.vocab_size)
-    valid_tokens = load_tokens(dc.valid_tokens, m.vocab_size)
-    for name, toks in (("train", train_tokens), ("valid", valid_tokens)):
-        if len(toks) <= m.context_length:
-            raise ValueError(f"{name} token file holds {len(toks)} tokens, fewer than context_length + 1 = {m.context_length + 1}")
-    if dc.sampler == "epoch":
-        epoch_batch_starts(len(train_tokens), m.context_length, dc.batch_size, 0, r.seed)  # fails early if too short
-
-    torch.manual_seed(r.seed)
-    np.random.seed(r.seed)
-    random.seed(r.seed)
-    model = TransformerLM(**model_kwargs(m), device=device)
+    # ---- everything random comes from the seed: the weights, then the batches
+    seed_everything(r.seed)
+    model = TransformerLM.from_config(m, device=device)
     n_params = sum(p.numel() for p in model.parameters())
-    _check_room(out_dir, n_params, o.ema_halflife > 0)
+    _check_room(run.path, n_params, o.ema_halflife > 0)
     optimizer = AdamW(optimizer_groups(model, o), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     averager = WeightAverage(model, o.ema_halflife) if o.ema_halflife > 0 else None
-    # every rank draws the same global batch of starts and reads its own slice of it
-    batch_rng = np.random.default_rng(r.seed)
+    batch_rng = np.random.default_rng(r.seed)  # every rank draws the same global batch, reads its rows
     val_rng = np.random.default_rng([r.seed, 1])
-    n_val_starts = len(valid_tokens) - m.context_length
-    val_starts = [val_rng.integers(0, n_val_starts, size=dc.batch_size) for _ in range(r.eval_batches)]
-
-    start_step, wall_offset, resumed_loss = 0, 0.0, None
+    val_starts = [val_rng.integers(0, len(valid_tokens) - m.context_length, size=dc.batch_size)
+                  for _ in range(r.eval_batches)]
+    start_step, wall_offset, train_loss = 0, 0.0, None  # train_loss: the last window's mean (None: unknown)
     if resume:
-        ckpt = read_checkpoint(latest, map_location=device)
-        saved = ckpt.get("config", {}).get("model")
-        if saved is not None and saved != dataclasses.asdict(m):
-            raise ConfigError(f"[model] differs from the checkpoint's ({saved}); resume with the same model settings")
-        model.load_state_dict(ckpt["model"])
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except ValueError as err:  # e.g. a checkpoint from before the optimizer had its current groups
-            raise ConfigError(
-                f"the checkpoint's optimizer state does not fit this optimizer ({err}); it was written by an "
-                "older version of the training loop: start a new run (a new run.out_dir) instead of --resume"
-            ) from err
-        if averager is not None and "ema" in ckpt:  # (a run that turns the average on later starts it here)
-            averager.load_state_dict(ckpt["ema"])
-        start_step = int(ckpt["iteration"])
-        wall_offset = float(ckpt.get("wallclock_s", 0.0))
-        resumed_loss = ckpt.get("train_loss")
-        set_rng_state(ckpt["rng"], batch_rng)
-        del ckpt
-
+        start_step, wall_offset, train_loss = _resume(run, config, model, optimizer, averager, batch_rng, device)
     raw_model = model
-    if d.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = cross_entropy
+    model, loss_fn = _accelerate(model, optimizer, d, device, r.compile)
     chunked_loss = r.loss_chunk_rows > 0  # the model stops at its hidden states; the loss applies lm_head
-    if r.compile:  # after DDP, so the compiler can split the graph at DDP's gradient buckets
-        model = torch.compile(model)
-        loss_fn = torch.compile(cross_entropy)  # fused: one pass over the (batch, seq, vocab) logits
-        optimizer.compile_update()  # one fused pass over each parameter's state per step
 
-    cosine_steps = s.cosine_steps or s.max_steps
-    min_lr = o.lr * s.min_lr_ratio
-    fpt = training_flops_per_token(model_kwargs(m))
+    cosine_steps, min_lr = s.cosine_steps or s.max_steps, o.lr * s.min_lr_ratio
+    max_norm = o.grad_clip if o.grad_clip > 0 else math.inf
+    fpt = training_flops_per_token(m)
     peak = r.peak_flops or measure_matmul_peak(device, amp_dtype or torch.float32)
     tokens_per_step = dc.batch_size * m.context_length
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
-
-    metrics = wandb_run = None
     if d.is_main:
-        with attributed_to(out_dir / "config.toml"):
-            atomic_write(out_dir / "config.toml", config_to_toml(config))
-        metrics = _metrics_writer(out_dir / "metrics.jsonl", start_step if resume else None)
-        if r.wandb:
-            import wandb  # optional dependency: pip install 'cs336-basics[wandb]'
+        with attributed_to(run.config):
+            atomic_write(run.config, config_to_toml(config))
+    log = _Log(run, config, start_step if resume else None, d.is_main)
 
-            wandb_run = wandb.init(project=r.wandb_project, name=out_dir.name, dir=str(out_dir),
-                                   config=dataclasses.asdict(config), mode=r.wandb_mode, resume="allow")
-
-    def log(record: dict[str, Any]) -> None:
-        if metrics is not None:
-            with attributed_to(metrics.name):  # a full disk names metrics.jsonl
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
-        if wandb_run is not None:
-            wandb_run.log(record, step=record["step"])
+    def next_starts(step: int) -> np.ndarray:
+        """The global batch's start positions (the same on every rank)."""
+        if dc.sampler == "epoch":
+            return epoch_batch_starts(len(train_tokens), m.context_length, dc.batch_size, step, r.seed)
+        return batch_rng.integers(0, len(train_tokens) - m.context_length, size=dc.batch_size)
 
     @torch.no_grad()
-    def evaluate_all() -> dict[str, float]:
-        val = evaluate()
+    def evaluate() -> dict[str, float]:
+        """val/loss and val/ppl on the fixed validation batches (and val/ema_loss for the average)."""
+        def mean_loss() -> float:
+            raw_model.eval()
+            total = torch.zeros((), device=device)
+            for starts in val_starts:
+                x, y = batch_at(valid_tokens, starts[rows], m.context_length, device)
+                with autocast():
+                    logits = raw_model(x)
+                total += cross_entropy(logits, y)
+            raw_model.train()
+            return all_reduce_mean(total / len(val_starts), d).item()
+        val = mean_loss()
         record = {"val/loss": val, "val/ppl": perplexity(val)}
         if averager is not None:
             with averager.applied():
-                record["val/ema_loss"] = evaluate()
+                record["val/ema_loss"] = mean_loss()
         return record
 
-    @torch.no_grad()
-    def evaluate() -> float:
-        raw_model.eval()
-        total = torch.zeros((), device=device)
-        for starts in val_starts:
-            x, y = batch_at(valid_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
-            with autocast():
-                logits = raw_model(x)
-            total += cross_entropy(logits, y)
-        raw_model.train()
-        return all_reduce_mean(total / len(val_starts), d).item()
-
     def checkpoint(step: int, batch_state: dict[str, Any], wall: float, train_loss: float | None) -> Path | None:
+        """Save latest.pt (+ step_N.pt) from rank 0; never from NaN or infinite weights."""
         # the update of a step whose loss was finite can still make the weights NaN or inf: never
         # overwrite a good latest.pt with those. Every rank checks (DDP keeps the weights equal), so
         # every rank stops alike.
         if not _all_finite(raw_model.parameters()):
             raise TrainingDiverged(f"the weights became NaN or infinite by step {step}; stopping without saving "
-                                   "them. " + _last_good_checkpoint(ckpt_dir))
+                                   "them. " + _last_good_checkpoint(run))
         if not d.is_main:
             return None
-        rng = rng_state(batch_rng) | {"batches": batch_state}
-        extra = dict(config=dataclasses.asdict(config), rng=rng, wallclock_s=wall,
-                     tokens=step * tokens_per_step, n_params=n_params, train_loss=train_loss)
+        extra = dict(config=dataclasses.asdict(config), rng=rng_state(batch_rng) | {"batches": batch_state},
+                     wallclock_s=wall, tokens=step * tokens_per_step, n_params=n_params, train_loss=train_loss)
         if averager is not None:
             extra["ema"] = averager.state_dict()
-        paths = [latest] + ([ckpt_dir / f"step_{step}.pt"] if r.keep_checkpoints else [])
-        for path in paths:
+        for path in [run.latest] + ([run.step_checkpoint(step)] if r.keep_checkpoints else []):
             with attributed_to(path):  # a full disk names the checkpoint (and atomic_path keeps the old one)
                 save_checkpoint(raw_model, optimizer, step, path, **extra)
-        return latest
+        return run.latest
 
     t_start = time.perf_counter()
-    wall = lambda: wall_offset + time.perf_counter() - t_start  # noqa: E731
+    clock = lambda: wall_offset + time.perf_counter() - t_start  # noqa: E731  (wallclock_s, across resumes)
     if start_step == 0:
-        log({"step": 0, "tokens": 0, **evaluate_all(), "wallclock_s": wall()})
+        log({"step": 0, "tokens": 0, **evaluate(), "wallclock_s": clock()})
     bar = tqdm(total=s.max_steps, initial=start_step, disable=not (d.is_main and r.progress),
                file=sys.stderr, dynamic_ncols=True, unit="step")
-    window: list[torch.Tensor] = []
-    norms: list[torch.Tensor] = []
-    window_start, window_t0 = start_step, time.perf_counter()
+    window = _Window(start_step)
     completed, batch_state = start_step, batch_rng.bit_generator.state  # batch_state: after `completed` steps
-    train_loss = resumed_loss  # the last window's mean loss (None: not known yet)
     model.train()
-    stop = _StopFlag()
+    stop = StopFlag()
     try:
         with stop:
             for step in range(start_step, s.max_steps):
+                # ---- one step: learning rate, batch, forward, loss, backward, clip, AdamW
                 lr = cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]  # every group comes from optimizer_groups
-                if dc.sampler == "epoch":
-                    starts = epoch_batch_starts(len(train_tokens), m.context_length, dc.batch_size, step, r.seed)
-                else:
-                    starts = batch_rng.integers(0, len(train_tokens) - m.context_length, size=dc.batch_size)
-                x, y = batch_at(train_tokens, starts[d.rank * local_batch:(d.rank + 1) * local_batch], m.context_length, device)
+                x, y = batch_at(train_tokens, next_starts(step)[rows], m.context_length, device)
                 with autocast():
                     out = model(x, return_hidden=chunked_loss)  # hidden states or logits
                 if chunked_loss:
@@ -1950,94 +1637,56 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                     loss = loss_fn(out, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                norms.append(clip_gradients(raw_model.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf))
+                grad_norm = clip_gradients(raw_model.parameters(), max_norm)
                 optimizer.step()
                 if averager is not None:
                     averager.update()
-                window.append(loss.detach())
+                window.add(loss, grad_norm)
                 completed = it = step + 1
                 batch_state = batch_rng.bit_generator.state
                 bar.update(1)
 
+                # ---- at a boundary: log, evaluate, checkpoint; under DDP every rank stops at the same
+                # step, so the ranks agree on a stop request at boundaries only (no per-step sync)
                 last = it == s.max_steps
                 boundary = last or it % r.log_every == 0 or it % r.eval_every == 0 or it % r.checkpoint_every == 0
-                # under DDP every rank must stop at the same step: agree at boundaries (no per-step sync)
                 stop_now = any_rank(stop.requested, d) if (d.enabled and boundary) else (stop.requested and not d.enabled)
                 if boundary or stop_now:
-                    # averaged over ranks first, so a NaN on any rank stops every rank at the same step
-                    losses = all_reduce_mean(torch.stack(window).float(), d).cpu()
-                    bad = (~torch.isfinite(losses)).nonzero()
-                    if len(bad):
-                        first = window_start + int(bad[0]) + 1
-                        raise TrainingDiverged(f"loss became {losses[int(bad[0])].item()} at step {first}; stopping. "
-                                               + _last_good_checkpoint(ckpt_dir))
-                    elapsed = time.perf_counter() - window_t0
-                    tok_s = (it - window_start) * tokens_per_step / max(elapsed, 1e-9)
-                    train_loss = losses.mean().item()
+                    train_loss, mean_norm, tok_s = window.summarize(it, tokens_per_step, d, run)
                     record = {"step": it, "tokens": it * tokens_per_step, "train/loss": train_loss, "lr": lr,
-                              "grad_norm": torch.stack(norms).mean().item(), "tok_per_s": tok_s,
-                              "mfu": tok_s * fpt / peak, "wallclock_s": wall()}
+                              "grad_norm": mean_norm, "tok_per_s": tok_s, "mfu": tok_s * fpt / peak,
+                              "wallclock_s": clock()}
                     if last or it % r.eval_every == 0:
-                        record |= evaluate_all()
+                        record |= evaluate()
                     log(record)
                     bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
                     if last or it % r.checkpoint_every == 0 or stop_now:
-                        checkpoint(it, batch_state, wall(), train_loss)
-                    window, norms = [], []
-                    window_start, window_t0 = it, time.perf_counter()
+                        checkpoint(it, batch_state, clock(), train_loss)
+                    window = _Window(it)
                 if stop_now:
-                    raise TrainingInterrupted(it, latest if d.is_main else None, stop.signum)
+                    raise TrainingInterrupted(it, run.latest if d.is_main else None, stop.signum)
     except KeyboardInterrupt as err:
         if isinstance(err, TrainingInterrupted):
             raise
         # interrupted inside a step (a second Ctrl-C, or a KeyboardInterrupt raised from elsewhere):
         # save the state after the last finished step, with the batch generator as it was then
-        if window:
-            train_loss = torch.stack(window).float().mean().item()
-        path = checkpoint(completed, batch_state, wall(), train_loss)
+        if window.losses:
+            train_loss = torch.stack(window.losses).float().mean().item()
+        path = checkpoint(completed, batch_state, clock(), train_loss)
         raise TrainingInterrupted(completed, path, stop.signum) from None
     finally:
         bar.close()
-        if metrics is not None:
-            with suppress(OSError):  # every line was flushed; a failed one is already being raised
-                metrics.close()
-        if wandb_run is not None:
-            wandb_run.finish()
-    return out_dir
+        log.close()
+    return run.path
 
 
 # %% [markdown]
 # ### Loading a trained run
 #
 # Decoding and evaluation need the model back: the run directory's `config.toml` says how to build
-# it, `checkpoints/latest.pt` holds the weights.
-
-# %%
-#| export
-def load_model_from_run(run_dir: str | os.PathLike, device: str | torch.device | None = None,
-                        average: bool = True):
-    """(model in eval mode with the latest checkpoint's weights, its TrainConfig).
-
-    When the run kept an average of its weights (optim.ema_halflife > 0) the model gets the
-    average, unless ``average=False``.
-    """
-    from cs336_basics.model import TransformerLM
-
-    run_dir = Path(run_dir)
-    config_path, ckpt_path = run_dir / "config.toml", run_dir / "checkpoints" / "latest.pt"
-    for p in (config_path, ckpt_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} does not exist; is {str(run_dir)!r} a run directory written by `cs336 train`?")
-    config = load_config(config_path)
-    dev = resolve_device(str(device) if device is not None else "auto")
-    model = TransformerLM(**model_kwargs(config.model), device=dev)
-    ckpt = read_checkpoint(ckpt_path, map_location=dev)
-    model.load_state_dict(ckpt["model"])
-    if average and "ema" in ckpt:
-        for name, weights in ckpt["ema"]["average"].items():
-            model.get_parameter(name).data.copy_(weights)
-    return model.eval(), config
-
+# it, `checkpoints/latest.pt` holds the weights (or their average). That is a question about a run
+# folder, not about training, so `load_model_from_run` lives in `runs.py`, next to the folder's
+# layout (`RunFolder`) and `load_run_tokenizer`.
 
 # %% [markdown]
 # ## 9 · Training live
@@ -2077,7 +1726,8 @@ print(corpus, {p.name: len(np.load(p, mmap_mode="r")) for p in sorted(data_dir.i
 # `run.peak_flops=0` makes the loop measure this CPU's matmul peak, so the logged MFU is against it.)
 
 # %%
-from cs336_basics.train import train, load_model_from_run
+from cs336_basics.runs import RunFolder, load_model_from_run
+from cs336_basics.train import train
 
 run_cfg = load_config(ROOT / "configs" / "smoke.toml", [
     f"data.train_tokens={data_dir / 'train.npy'}", f"data.valid_tokens={data_dir / 'valid.npy'}",
@@ -2086,7 +1736,8 @@ run_cfg = load_config(ROOT / "configs" / "smoke.toml", [
 t0 = time.perf_counter()
 run_dir = train(run_cfg)
 print(f"{run_cfg.schedule.max_steps} steps in {time.perf_counter() - t0:.1f} s -> {run_dir}")
-print(sorted(p.name for p in run_dir.iterdir()), sorted(p.name for p in (run_dir / "checkpoints").iterdir()))
+run = RunFolder(run_dir)   # where each file of the run is
+print(sorted(p.name for p in run.path.iterdir()), sorted(p.name for p in run.checkpoints.iterdir()))
 
 # %% [markdown]
 # Every line of `metrics.jsonl` is one JSON record; the last one:
@@ -2094,7 +1745,7 @@ print(sorted(p.name for p in run_dir.iterdir()), sorted(p.name for p in (run_dir
 # %%
 import json
 
-records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
 last = records[-1]
 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}, indent=1))
 assert last["val/loss"] < records[0]["val/loss"] - 0.5
@@ -2128,9 +1779,9 @@ fig.tight_layout(); fig.savefig(FIG_DIR / "training_smoke_curves.png", dpi=120)
 # in eval mode for decoding (notebook 05).
 
 # %%
-more = load_config(run_dir / "config.toml", [f"schedule.max_steps={run_cfg.schedule.max_steps + 20}"])
+more = load_config(run.config, [f"schedule.max_steps={run_cfg.schedule.max_steps + 20}"])
 train(more, resume=True)
-records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
 print("steps logged:", [r["step"] for r in records][-4:])
 model, cfg = load_model_from_run(run_dir)
 x = torch.from_numpy(np.load(data_dir / "valid.npy")[:cfg.model.context_length + 1].astype(np.int64))[None]

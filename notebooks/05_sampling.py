@@ -43,6 +43,7 @@ Pieces, each usable alone:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
@@ -357,6 +358,29 @@ def generate(
 
 
 # %% [markdown]
+# The command line checks its sampling flags before any work (`cs336 generate` before loading the
+# model, `cs336 pipeline` before an hour of training), with messages that name the flags:
+
+# %%
+#| export
+def check_sampling_options(max_new_tokens: int, temperature: float, top_p: float,
+                           tokens_flag: str = "--sample-tokens") -> None:
+    """ValueError for sampling settings that cannot work (NaN included), before any work is done.
+
+    >>> check_sampling_options(64, 0.8, 1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: --top-p must be in (0, 1], got 1.5
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"{tokens_flag} must be >= 0, got {max_new_tokens}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be a number >= 0 (0 is greedy), got {temperature}")
+    if not 0 < top_p <= 1:  # also false for NaN
+        raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
+
+
+# %% [markdown]
 # Checks on a small random model (float64, so that rounding cannot flip a greedy choice): the KV
 # cache feeds one position per new token after the prompt, and greedy decoding with and without
 # the cache gives the same tokens, here well past the context length of 16, where the window slides.
@@ -406,8 +430,8 @@ assert "".join(pieces) == text and not any("\ufffd" in p for p in pieces)
 import random
 import tempfile
 
-from cs336_basics.pipeline import load_run_tokenizer, run_pipeline
-from cs336_basics.train import load_model_from_run
+from cs336_basics.pipeline import run_pipeline
+from cs336_basics.runs import RunFolder, load_model_from_run, load_run_tokenizer
 
 CPU_RUN = Path(os.environ.get("CS336_SAMPLING_RUN", ROOT / "runs" / "cpu"))  # or any run directory
 WORK = Path(tempfile.mkdtemp(prefix="nb05_"))
@@ -425,7 +449,7 @@ def template_stories(n, seed):
     return "<|endoftext|>".join(out) + "<|endoftext|>"
 
 
-if not SMOKE and (CPU_RUN / "checkpoints" / "latest.pt").exists():
+if not SMOKE and RunFolder(CPU_RUN).latest.exists():
     run_dir = CPU_RUN
 else:
     data_dir = WORK / "data"

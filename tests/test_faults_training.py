@@ -20,7 +20,8 @@ import torch
 import cs336_basics.train as train_mod
 from cs336_basics import cli
 from cs336_basics.serialization import CheckpointError, read_checkpoint
-from cs336_basics.train import ConfigError, TrainingDiverged, load_config, train
+from cs336_basics.config import ConfigError, load_config
+from cs336_basics.train import TrainingDiverged, train
 from test_train_loop import ROOT, SMOKE, one_thread, read_metrics, smoke_config, token_files  # noqa: F401
 
 def no_space():

@@ -78,7 +78,7 @@ def test_pipeline_writes_every_output(smoke_run):
 
 def test_evaluation_matches_torch_cross_entropy_over_the_same_windows(smoke_run):
     _, out = smoke_run
-    from cs336_basics.train import load_model_from_run
+    from cs336_basics.runs import load_model_from_run
 
     model, config = load_model_from_run(out)
     tokens = np.load(out / "tokens" / "valid.npy").astype(np.int64)
@@ -192,8 +192,8 @@ def test_default_data_is_downloaded_and_offline_is_a_clear_error(tmp_path, capsy
 def test_run_tokenizer_is_found_when_the_config_path_is_relative_to_elsewhere(smoke_run, tmp_path, monkeypatch):
     import dataclasses
 
-    from cs336_basics.pipeline import load_run_tokenizer
-    from cs336_basics.train import load_config
+    from cs336_basics.config import load_config
+    from cs336_basics.runs import load_run_tokenizer
 
     _, out = smoke_run
     config = load_config(out / "config.toml")

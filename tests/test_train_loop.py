@@ -18,10 +18,9 @@ from cs336_basics.model import TransformerLM
 from cs336_basics.nn_utils import cross_entropy
 from cs336_basics.optimizer import AdamW
 from cs336_basics.serialization import read_checkpoint
-from cs336_basics.train import (
-    ConfigError, TrainConfig, TrainingDiverged, TrainingInterrupted, config_to_toml, load_config,
-    load_model_from_run, optimizer_groups, train,
-)
+from cs336_basics.config import ConfigError, TrainConfig, config_to_toml, load_config
+from cs336_basics.runs import load_model_from_run
+from cs336_basics.train import TrainingDiverged, TrainingInterrupted, optimizer_groups, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "configs" / "smoke.toml"
