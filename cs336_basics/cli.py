@@ -4,6 +4,7 @@ Hand-written plumbing (not exported from a notebook): it parses arguments and ca
 Heavy imports (torch) happen inside the handlers so ``cs336 --help`` is instant.
 
     cs336 download tinystories --out data/
+    cs336 prepare cpu --data ../shared/data/english      # then: cs336 train --config configs/cpu.toml
     cs336 train-bpe --input data/train.txt --vocab-size 10000 --out runs/tok
     cs336 tokenize --tokenizer runs/tok --input data/train.txt --out data/train.npy
     cs336 train --config configs/cpu.toml --set optim.lr=3e-3
@@ -365,6 +366,44 @@ def _run_pipeline(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- prepare (experiments issue)
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="make the tokenizer and token files a preset trains on, where it looks for them",
+        description="Train the preset's BPE tokenizer on the text and write the token files into the "
+        "data folder its [data] paths name (configs/cpu.toml: data/english/tokenizer, "
+        "data/english/tokens/{train,valid}.npy), so that `cs336 train --config configs/PRESET.toml` "
+        "runs as it is. The text is DIR/train.txt and DIR/valid.txt (--data), or the data folder's own; "
+        "data/tinystories and data/owt are downloaded first when their text is absent. Running it again "
+        "skips what is up to date; other text or another vocabulary into the same folder is refused.",
+    )
+    p.add_argument("preset", help="a preset (configs/PRESET.toml: tinystories, owt, cpu, cpu_web, ...) or a .toml path")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="folder with train.txt and valid.txt (default: the data folder's own text, "
+                        "downloaded for tinystories and owt)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set model.vocab_size=8192 (repeatable)")
+    p.set_defaults(func=_run_prepare)
+
+
+def _run_prepare(args) -> int:
+    from cs336_basics.files import describe_os_error
+    from cs336_basics.pipeline import PipelineError, prepare_data
+
+    try:
+        folder, report = prepare_data(args.preset, args.data, args.overrides)
+    except (PipelineError, FileNotFoundError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    except OSError as err:
+        raise CLIError(describe_os_error(err)) from None
+    for stage in report.stages:
+        print(f"{stage.name:<10} {'skipped' if stage.seconds is None else f'{stage.seconds:7.1f} s'}"
+              + (f"  ({stage.note})" if stage.note and stage.seconds is not None else ""))
+    print(f"data folder: {folder} (tokenizer/, tokens/train.npy, tokens/valid.npy)")
+    return 0
+
+
 # ---------------------------------------------------------------- plot (training issue)
 def _add_plot(sub) -> None:
     p = sub.add_parser(
@@ -411,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_download, _add_train_bpe, _add_tokenize, _add_train, _add_generate, _add_pipeline,
-                _add_plot):
+    for add in (_add_download, _add_prepare, _add_train_bpe, _add_tokenize, _add_train, _add_generate,
+                _add_pipeline, _add_plot):
         add(sub)
     return parser
 

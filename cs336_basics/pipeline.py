@@ -93,8 +93,12 @@ def run_pipeline(
     max_eval_tokens: int = 1 << 21,
     log: Callable[[str], None] | None = None,
     progress: bool = True,
+    data_only: bool = False,
 ) -> PipelineReport:
-    """Run (or resume) every stage; return what happened and the scores. See the module docstring."""
+    """Run (or resume) every stage; return what happened and the scores. See the module docstring.
+
+    ``data_only``: stop after the token files (stages 1-2), as ``cs336 prepare`` does.
+    """
     from cs336_basics.config import ConfigError, load_config
     from cs336_basics.decoding import check_sampling_options
 
@@ -141,13 +145,64 @@ def run_pipeline(
     try:
         with run_lock(out):
             return _run_stages(out, config, preset_path, data_dir, prompts, sample_tokens, temperature, top_p,
-                               seed, max_eval_tokens, say, progress)
+                               seed, max_eval_tokens, say, progress, data_only)
     except RunInUse as err:
         raise PipelineError(str(err)) from None
     except OSError as err:
         if err.errno in WRITE_ERRNOS:
             raise PipelineError(describe_os_error(err)) from None
         raise
+
+
+def prepare_data(
+    preset: str = "cpu",
+    data_dir: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    log: Callable[[str], None] | None = None,
+    progress: bool = True,
+) -> tuple[Path, PipelineReport]:
+    """Make the tokenizer and token files a preset trains on, where its ``[data]`` paths look.
+
+    The data folder F is the parent of the preset's ``data.tokenizer`` (``data/english/tokenizer``
+    -> ``data/english``) and is laid out as the data part of a pipeline run: F/tokenizer/,
+    F/tokens/train.npy, F/tokens/valid.npy (and F/stages.json). The text comes from ``data_dir``;
+    without it, from F/train.txt and F/valid.txt, downloaded first when F is named after a data set
+    (``data/tinystories``, ``data/owt``). Returns F and the report of the two stages.
+
+        >>> prepare_data("cpu", "../shared/data/english")[0]   # doctest: +SKIP
+        PosixPath('data/english')
+    """
+    from cs336_basics.config import ConfigError, load_config
+    from cs336_basics.download import DATASETS, DownloadError, download_dataset
+
+    preset_path = find_preset(preset)
+    try:
+        config = load_config(preset_path, list(overrides))
+    except ConfigError as err:
+        raise PipelineError(str(err)) from None
+    folder = Path(config.data.tokenizer).parent
+    layout = RunFolder(folder)
+    wanted = {"data.tokenizer": layout.tokenizer, "data.train_tokens": layout.train_tokens,
+              "data.valid_tokens": layout.valid_tokens}
+    found = {"data.tokenizer": config.data.tokenizer, "data.train_tokens": config.data.train_tokens,
+             "data.valid_tokens": config.data.valid_tokens}
+    if off := [f"{key} = {found[key]!r} (expected {str(path)!r})" for key, path in wanted.items()
+               if Path(found[key]) != path]:
+        raise PipelineError(f"{preset_path}'s [data] paths do not follow the data-folder layout "
+                            f"(F/tokenizer, F/tokens/train.npy, F/tokens/valid.npy): {'; '.join(off)}")
+    if data_dir is None:
+        if folder.name in DATASETS:  # fetched if absent, checked against its download record if present
+            try:
+                download_dataset(folder.name, folder.parent, progress=progress)
+            except DownloadError as err:
+                raise PipelineError(f"{err}; or pass --data DIR with your own train.txt and valid.txt") from None
+        elif not all((folder / f).is_file() for f in ("train.txt", "valid.txt")):
+            raise PipelineError(f"{folder} has no train.txt and valid.txt to tokenize: pass --data DIR, a folder "
+                                f"with them (e.g. cs336 prepare {preset} --data ../shared/data/english)")
+        data_dir = folder
+    report = run_pipeline(str(preset_path), data_dir, folder, overrides, log=log, progress=progress, data_only=True)
+    return folder, report
 
 
 # Settings that change how a run is carried out, not what it computes: a resumed run may change them.
@@ -167,7 +222,7 @@ def training_options(config) -> dict:
 
 
 def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, sample_tokens, temperature,
-                top_p, seed, max_eval_tokens, say, progress) -> PipelineReport:
+                top_p, seed, max_eval_tokens, say, progress, data_only=False) -> PipelineReport:
     """The stages, with ``out`` locked. See the module docstring."""
     from cs336_basics.config import ConfigError
 
@@ -250,6 +305,8 @@ def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, s
         if (n := _count_tokens(npy)) <= context:
             raise PipelineError(f"{txt} is too short: {n} tokens, fewer than model.context_length + 1 = "
                                 f"{context + 1}; use a longer {txt.name} (or a smaller --set model.context_length)")
+    if data_only:
+        return report
 
     # ---- 3. train (resumes an unfinished run, or a finished one asked for more steps)
     done_step = _checkpoint_step(latest)
