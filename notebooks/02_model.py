@@ -24,8 +24,8 @@
 # small functions the layers call, and checks each against its plain version from here.
 #
 # * `cs336_basics/nn.py`: the building blocks: `Linear`, `Embedding`, `RMSNorm`, `silu`, `SwiGLU`,
-#   `RotaryPositionalEmbedding`, `softmax`, `scaled_dot_product_attention`,
-#   `CausalMultiHeadSelfAttention`, `TransformerBlock`.
+#   `RotaryPositionalEmbedding`, `CausalMultiHeadSelfAttention`, `TransformerBlock` (and, from
+#   `kernels.py` of notebook 02b, `softmax` and `scaled_dot_product_attention`).
 # * `cs336_basics/model.py`: `TransformerLM` (with the switches for the handout's ablations of
 #   section 7.3) and `KVCache` for fast decoding.
 #
@@ -63,9 +63,9 @@ _ = torch.manual_seed(0)
 #
 # The layers do their arithmetic in five functions: `rms_norm`, `silu_gate`, `softmax`,
 # `scaled_dot_product_attention` and `causal_attention`. Below we write the plain version of each
-# (a notebook cell, not exported), and the layers in this notebook call those. The package's
-# `nn.py` instead imports faster versions with the same names and the same results from
-# `cs336_basics.kernels`, built in notebook 02b: that is the only line of `nn.py` that differs.
+# in a cell that is not exported, and the layers in this notebook call those. The package's
+# `nn.py` instead imports (next cell) faster versions with the same names and the same results
+# from `cs336_basics.kernels`, built in notebook 02b.
 
 # %%
 #| export
@@ -90,14 +90,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cs336_basics.kernels import (  # noqa: F401  (softmax and scaled_dot_product_attention: re-exported)
-    QUERY_BLOCK,
-    causal_attention,
-    rms_norm,
-    scaled_dot_product_attention,
-    silu_gate,
-    softmax,
-)
+# the fast versions (notebook 02b); softmax and scaled_dot_product_attention are re-exported from here
+from cs336_basics.kernels import QUERY_BLOCK, causal_attention, rms_norm, scaled_dot_product_attention  # noqa: F401
+from cs336_basics.kernels import silu_gate, softmax  # noqa: F401
 
 # %% [markdown]
 # ## Linear
