@@ -400,8 +400,9 @@ fig.savefig(FIGURES / "causal_blocks.png", dpi=100, bbox_inches="tight")
 # The same comparisons, timed on the machine that runs this notebook (forward + backward, median
 # of a few runs, the benchmark's small shape: batch 8, context 128, d_model 256, 8 heads; attention
 # at context 256). A CPU shared with other jobs makes these noisy; `benchmarks/bench_model.py`
-# interleaves runs to measure them properly. In smoke mode the shapes are tiny and the times mean
-# nothing.
+# interleaves runs to measure them properly. The attention row compares the whole plain path
+# (`masked_fill`, plain softmax, full mask) with the whole fast one, so it combines three gains.
+# In smoke mode the shapes are tiny and the times mean nothing.
 
 # %%
 def fwd_bwd_ms(fn, *inputs, reps=2 if SMOKE else 10):
