@@ -2,6 +2,9 @@
 # `uv run python tools/export_notebooks.py`.
 """Transformer building blocks, from scratch: no torch.nn.functional and no torch.nn layers.
 
+The layers' arithmetic comes from ``kernels.py`` (notebooks/02b_model_fast): faster versions of the
+plain functions of notebooks/02_model, equal to them in values and gradients.
+
 Every module takes ``device=`` and ``dtype=`` and accepts any leading batch-like dimensions::
 
     >>> layer = Linear(4, 3)
@@ -17,6 +20,10 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+# the fast versions (notebook 02b); softmax and scaled_dot_product_attention are re-exported from here
+from cs336_basics.kernels import QUERY_BLOCK, causal_attention, rms_norm, scaled_dot_product_attention  # noqa: F401
+from cs336_basics.kernels import silu_gate, softmax  # noqa: F401
 
 
 class Linear(nn.Module):
@@ -95,66 +102,15 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _RMSNormFunction.apply(x, self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}"
 
 
-def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-class _RMSNormFunction(torch.autograd.Function):
-    """y = a * r * w with r = 1/sqrt(mean(a^2) + eps), in float32, with a hand-written backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        x32 = _at_least_float32(x)
-        mean_square = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square_().div_(x.shape[-1])
-        inv_rms = mean_square.add_(eps).rsqrt_()
-        y = (x32 * inv_rms).mul_(weight)
-        ctx.save_for_backward(x, weight, inv_rms)
-        return y.to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight, inv_rms = ctx.saved_tensors
-        x_hat = _at_least_float32(x) * inv_rms
-        grad = _at_least_float32(grad)
-        grad_weight = (grad * x_hat).reshape(-1, x.shape[-1]).sum(0)
-        grad_x_hat = grad * weight
-        x_hat.mul_((grad_x_hat * x_hat).mean(dim=-1, keepdim=True))
-        grad_x = grad_x_hat.sub_(x_hat).mul_(inv_rms)
-        return grad_x.to(x.dtype), grad_weight.to(weight.dtype), None
-
-
 def silu(x: torch.Tensor) -> torch.Tensor:
     """SiLU (swish): x * sigmoid(x), elementwise. silu(0) = 0, silu(x) -> x for large x."""
     return x * torch.sigmoid(x)
-
-
-class _SiLUGate(torch.autograd.Function):
-    """silu(a) * b with a hand-written backward (saves a, b and sigmoid(a))."""
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid(a)
-        ctx.save_for_backward(a, b, s)
-        return (a * s).mul_(b)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        a, b, s = ctx.saved_tensors
-        silu_a = a * s
-        grad_b = grad * silu_a
-        d_silu = torch.rsub(s, 1).mul_(silu_a).add_(s)  # s + a s (1 - s)
-        return (grad * b).mul_(d_silu), grad_b
-
-
-def silu_gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The SwiGLU gate silu(a) * b, elementwise (a, b of the same shape)."""
-    return _SiLUGate.apply(a, b)
 
 
 def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
@@ -259,83 +215,6 @@ def rotate_pairs_real(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> 
     return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1).flatten(-2)
 
 
-class _Softmax(torch.autograd.Function):
-    """Softmax with a hand-written backward: saves only the output p; grad = p * (g - sum(g * p)).
-
-    16-bit inputs are computed in float32 (as torch.autocast does for softmax) and returned in
-    their own dtype.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, dim: int, overwrite: bool) -> torch.Tensor:
-        work = _at_least_float32(x)
-        row_max = work.amax(dim=dim, keepdim=True)
-        row_max.masked_fill_(row_max == -math.inf, 0.0)  # all -inf row: exp gives zeros, not NaN
-        if overwrite and work is x:  # x is a scratch tensor nobody else reads: reuse its memory
-            ctx.mark_dirty(x)
-            p = x.sub_(row_max)
-        else:
-            p = work - row_max
-        p.exp_()
-        total = p.sum(dim=dim, keepdim=True)
-        p = p.mul_(total.masked_fill_(total == 0, 1.0).reciprocal_()).to(x.dtype)
-        ctx.save_for_backward(p)
-        ctx.dim = dim
-        return p
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (p,) = ctx.saved_tensors
-        p32 = _at_least_float32(p)
-        gp = _at_least_float32(grad) * p32
-        return gp.addcmul_(p32, gp.sum(dim=ctx.dim, keepdim=True), value=-1).to(grad.dtype), None, None
-
-
-def softmax(x: torch.Tensor, dim: int = -1, *, overwrite: bool = False) -> torch.Tensor:
-    """Numerically stable softmax along ``dim``; a row of all -inf gives zeros (not NaN).
-
-    ``overwrite=True`` writes the result into ``x`` (saves memory when x is a scratch tensor).
-
-    >>> softmax(torch.tensor([1000.0, 1000.0]), dim=0)
-    tensor([0.5000, 0.5000])
-    """
-    # in place (mark_dirty) is not traceable by torch.compile, which would split the graph here
-    return _Softmax.apply(x, dim, overwrite and not torch.compiler.is_compiling())
-
-
-def scaled_dot_product_attention(
-    Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """softmax(Q K^T / sqrt(d_k)) V with an optional boolean mask (True = may attend).
-
-    Q (..., queries, d_k), K (..., keys, d_k), V (..., keys, d_v), mask broadcastable to
-    (..., queries, keys) -> (..., queries, d_v). A query whose mask row is all False gets zeros.
-    """
-    n, d_k, m, d_v = Q.shape[-2], Q.shape[-1], K.shape[-2], V.shape[-1]
-    shapes = [Q.shape[:-2], K.shape[:-2], V.shape[:-2], () if mask is None else mask.shape[:-2]]
-    # the usual case needs no broadcasting; torch.broadcast_shapes costs ~2 s on its first call in a process
-    same = all(s == shapes[0] for s in shapes[1:3]) and len(shapes[3]) == 0
-    lead = shapes[0] if same else torch.broadcast_shapes(*shapes)
-    # fold the leading dims into one batch dim: the 3-D batched matmuls below take no other shape
-    q, k, v = (t.expand(*lead, *t.shape[-2:]).reshape(-1, *t.shape[-2:]) for t in (Q, K, V))
-    scale = 1.0 / math.sqrt(d_k)
-    if mask is None:
-        scores = torch.bmm(q * scale, k.transpose(1, 2))
-    else:
-        if mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a boolean tensor (True = attend), got dtype {mask.dtype}")
-        # blocked keys get -inf added; baddbmm does "bias + scale * q k^T" inside the matmul
-        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, -math.inf)
-        if mask.dim() > 2:
-            bias = bias.expand(*lead, n, m).reshape(-1, n, m)
-        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)
-    probs = softmax(scores, dim=-1, overwrite=True)  # scores is ours alone: no second (n, m) tensor
-    return torch.bmm(probs, v).view(*lead, n, d_v)
-
-
-QUERY_BLOCK = 64  # queries per causal-attention block (see causal_attention)
-
-
 class CausalMultiHeadSelfAttention(nn.Module):
     """Causal multi-head self-attention with optional RoPE. (batch, seq, d_model) -> (batch, seq, d_model).
 
@@ -364,7 +243,7 @@ class CausalMultiHeadSelfAttention(nn.Module):
         if positional not in ("rope", "none"):
             raise ValueError(f"positional must be 'rope' or 'none', got {positional!r}")
         self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
-        self.query_block = QUERY_BLOCK  # None: one dense (seq, seq) score matrix
+        self.query_block = QUERY_BLOCK  # the fast causal_attention's query block; None: dense
         self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
@@ -407,27 +286,8 @@ class CausalMultiHeadSelfAttention(nn.Module):
                 q, k = self.rope(q, positions), self.rope(k, positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)
-        out = self.causal_attention(q, k, v, start)  # (..., heads, seq, d_k)
+        out = causal_attention(q, k, v, start, self.query_block)  # (..., heads, seq, d_k)
         return self.output_proj(out.transpose(-3, -2).reshape(*lead, seq, self.d_model))
-
-    def causal_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Queries at positions start.. attend to keys 0 .. their own position, block by block.
-
-        q (..., seq, d_k); k, v (..., start + seq, d_k). Query block [i0, i1) needs only keys
-        [0, start + i1): the keys after that are masked for every query in the block, so we skip
-        them instead of computing scores that the mask throws away.
-        """
-        seq = q.shape[-2]
-        block = self.query_block or seq
-        outs = []
-        # split (not slices) for the queries: its backward is one cat, not a zero-filled copy per block
-        for i0, q_block in zip(range(0, seq, block), q.split(block, dim=-2)):
-            i1 = i0 + q_block.shape[-2]
-            # query i (absolute position start + i) may see keys 0 .. start + i
-            mask = torch.ones(i1 - i0, start + i1, dtype=torch.bool, device=q.device).tril_(diagonal=start + i0)
-            keys, values = k[..., : start + i1, :], v[..., : start + i1, :]
-            outs.append(scaled_dot_product_attention(q_block, keys, values, mask))
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 
 Norm = Literal["pre", "post", "none"]     # where the RMSNorms go

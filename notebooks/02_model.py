@@ -18,10 +18,14 @@
 #
 # This notebook builds the decoder-only Transformer LM of the handout's section 3, one piece at a
 # time, and checks every piece against PyTorch's own implementation right after writing it.
+# Every piece is written the plain way, as a student would write it from the handout: a few lines
+# of tensor operations, autograd for the backward pass, a full (seq, seq) causal mask. That is a
+# complete, correct model. Notebook **02b · Making it fast** then writes faster versions of five
+# small functions the layers call, and checks each against its plain version from here.
 #
 # * `cs336_basics/nn.py`: the building blocks: `Linear`, `Embedding`, `RMSNorm`, `silu`, `SwiGLU`,
-#   `RotaryPositionalEmbedding`, `softmax`, `scaled_dot_product_attention`,
-#   `CausalMultiHeadSelfAttention`, `TransformerBlock`.
+#   `RotaryPositionalEmbedding`, `CausalMultiHeadSelfAttention`, `TransformerBlock` (and, from
+#   `kernels.py` of notebook 02b, `softmax` and `scaled_dot_product_attention`).
 # * `cs336_basics/model.py`: `TransformerLM` (with the switches for the handout's ablations of
 #   section 7.3) and `KVCache` for fast decoding.
 #
@@ -56,10 +60,19 @@ _ = torch.manual_seed(0)
 # (no CPU allocation followed by a copy to the GPU). Shapes are written `(batch, seq, d_model)`;
 # every layer accepts any number of leading "batch-like" dimensions, because the same operation is
 # applied to every batch element, position and head.
+#
+# The layers do their arithmetic in five functions: `rms_norm`, `silu_gate`, `softmax`,
+# `scaled_dot_product_attention` and `causal_attention`. Below we write the plain version of each
+# in a cell that is not exported, and the layers in this notebook call those. The package's
+# `nn.py` instead imports (next cell) faster versions with the same names and the same results
+# from `cs336_basics.kernels`, built in notebook 02b.
 
 # %%
 #| export
 """Transformer building blocks, from scratch: no torch.nn.functional and no torch.nn layers.
+
+The layers' arithmetic comes from ``kernels.py`` (notebooks/02b_model_fast): faster versions of the
+plain functions of notebooks/02_model, equal to them in values and gradients.
 
 Every module takes ``device=`` and ``dtype=`` and accepts any leading batch-like dimensions::
 
@@ -76,6 +89,10 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+# the fast versions (notebook 02b); softmax and scaled_dot_product_attention are re-exported from here
+from cs336_basics.kernels import QUERY_BLOCK, causal_attention, rms_norm, scaled_dot_product_attention  # noqa: F401
+from cs336_basics.kernels import silu_gate, softmax  # noqa: F401
 
 # %% [markdown]
 # ## Linear
@@ -182,16 +199,15 @@ except ValueError as e:
 #
 # RMSNorm rescales each vector by its root mean square and multiplies by a learned gain $g$:
 # $a_i / \sqrt{\frac1d\sum_j a_j^2 + \varepsilon} \cdot g_i$. Squaring can overflow in 16-bit
-# floats, so we compute in float32 and cast back to the input's dtype at the end (`.float()` is
-# free when the input already is float32). `rsqrt` gives $1/\sqrt{\cdot}$ in one kernel.
-#
-# Every element goes through a chain of small operations, and left to itself autograd stores an
-# intermediate for each and runs a backward op for each. Writing the backward by hand is short:
-# with $r = 1/\text{RMS}(a)$, $\hat a = a r$ and upstream gradient $g$,
-# $\partial L/\partial g_i = \sum g\,\hat a_i$ (over positions) and
-# $\partial L/\partial a = r\,(g\odot w - \hat a \cdot \text{mean}(g \odot w \odot \hat a))$.
-# It saves only $a$ and $r$, and is 1.5x faster than the autograd chain on this CPU (as fast as
-# `F.rms_norm`'s fused kernel).
+# floats, so we compute in float32 and cast back to the input's dtype at the end. `rsqrt` gives
+# $1/\sqrt{\cdot}$ in one kernel. The arithmetic is a function; the module holds the gain.
+
+# %%
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / RMS(x) * weight over the last dim, computed in float32, returned in x's dtype."""
+    x32 = x.float()
+    inv_rms = torch.rsqrt(x32.square().mean(dim=-1, keepdim=True) + eps)
+    return (x32 * inv_rms * weight).to(x.dtype)
 
 # %%
 #| export
@@ -210,41 +226,14 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _RMSNormFunction.apply(x, self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}"
 
-
-def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-class _RMSNormFunction(torch.autograd.Function):
-    """y = a * r * w with r = 1/sqrt(mean(a^2) + eps), in float32, with a hand-written backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        x32 = _at_least_float32(x)
-        mean_square = torch.linalg.vector_norm(x32, dim=-1, keepdim=True).square_().div_(x.shape[-1])
-        inv_rms = mean_square.add_(eps).rsqrt_()
-        y = (x32 * inv_rms).mul_(weight)
-        ctx.save_for_backward(x, weight, inv_rms)
-        return y.to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight, inv_rms = ctx.saved_tensors
-        x_hat = _at_least_float32(x) * inv_rms
-        grad = _at_least_float32(grad)
-        grad_weight = (grad * x_hat).reshape(-1, x.shape[-1]).sum(0)
-        grad_x_hat = grad * weight
-        x_hat.mul_((grad_x_hat * x_hat).mean(dim=-1, keepdim=True))
-        grad_x = grad_x_hat.sub_(x_hat).mul_(inv_rms)
-        return grad_x.to(x.dtype), grad_weight.to(weight.dtype), None
-
 # %% [markdown]
-# Check against `F.rms_norm`, in float32 and bfloat16 (where we must return bfloat16).
+# Check against `F.rms_norm`, in float32 and bfloat16 (where we must return bfloat16), and the
+# gradients that autograd finds for us against those through `F.rms_norm`.
 
 # %%
 norm = RMSNorm(16)
@@ -257,7 +246,6 @@ out_b = norm(xb)
 assert out_b.dtype == torch.bfloat16
 print("max |ours - F.rms_norm| in bf16:",
       (out_b.float() - F.rms_norm(xb.float(), (16,), norm.weight, eps=1e-5)).abs().max().item())
-# the hand-written backward against autograd through F.rms_norm
 x.requires_grad_()
 g = torch.randn_like(x)
 ours = torch.autograd.grad(norm(x), (x, norm.weight), g)
@@ -267,18 +255,7 @@ assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-4) for a, b in zip(ours, ref)
 # %% [markdown]
 # ## The feed-forward network: SiLU and SwiGLU
 #
-# SiLU is $x\,\sigma(x)$: smooth, almost ReLU for large $|x|$. SwiGLU gates it with a second
-# linear map: $\text{FFN}(x) = W_2(\text{SiLU}(W_1x) \odot W_3x)$. The inner width $d_\text{ff}$ is
-# about $\frac83 d_\text{model}$ (three matrices instead of two keep the parameter count of a
-# $4d_\text{model}$ two-matrix FFN), rounded to a multiple of 64 for the hardware.
-#
-# For the handout's SwiGLU-vs-SiLU ablation we also need the ungated FFN
-# $W_2\,\text{SiLU}(W_1x)$, with $d_\text{ff} = 4d_\text{model}$ to match parameters.
-#
-# The gate $\text{SiLU}(a) \odot b$ is, like RMSNorm, a chain of elementwise ops on the widest
-# activations of the block, so it too gets a hand-written backward: with $s = \sigma(a)$,
-# $\partial/\partial b = g\,a s$ and $\partial/\partial a = g\,b\,(s + a s (1 - s))$
-# (1.6x faster than autograd's chain here).
+# SiLU is $x\,\sigma(x)$: smooth, almost ReLU for large $|x|$.
 
 # %%
 #| export
@@ -286,30 +263,22 @@ def silu(x: torch.Tensor) -> torch.Tensor:
     """SiLU (swish): x * sigmoid(x), elementwise. silu(0) = 0, silu(x) -> x for large x."""
     return x * torch.sigmoid(x)
 
+# %% [markdown]
+# SwiGLU gates it with a second linear map: $\text{FFN}(x) = W_2(\text{SiLU}(W_1x) \odot W_3x)$.
+# The gate $\text{SiLU}(a) \odot b$ is the function `silu_gate`. The inner width $d_\text{ff}$ is
+# about $\frac83 d_\text{model}$ (three matrices instead of two keep the parameter count of a
+# $4d_\text{model}$ two-matrix FFN), rounded to a multiple of 64 for the hardware.
+#
+# For the handout's SwiGLU-vs-SiLU ablation we also need the ungated FFN
+# $W_2\,\text{SiLU}(W_1x)$, with $d_\text{ff} = 4d_\text{model}$ to match parameters.
 
-class _SiLUGate(torch.autograd.Function):
-    """silu(a) * b with a hand-written backward (saves a, b and sigmoid(a))."""
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid(a)
-        ctx.save_for_backward(a, b, s)
-        return (a * s).mul_(b)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        a, b, s = ctx.saved_tensors
-        silu_a = a * s
-        grad_b = grad * silu_a
-        d_silu = torch.rsub(s, 1).mul_(silu_a).add_(s)  # s + a s (1 - s)
-        return (grad * b).mul_(d_silu), grad_b
-
-
+# %%
 def silu_gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The SwiGLU gate silu(a) * b, elementwise (a, b of the same shape)."""
-    return _SiLUGate.apply(a, b)
+    return silu(a) * b
 
-
+# %%
+#| export
 def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
     """The FFN inner width: ~8/3 d_model rounded to a multiple of 64 for SwiGLU, 4 d_model for SiLU.
 
@@ -354,10 +323,6 @@ ffn = SwiGLU(64)
 x = torch.randn(2, 3, 64)
 expected = F.linear(F.silu(F.linear(x, ffn.w1.weight)) * F.linear(x, ffn.w3.weight), ffn.w2.weight)
 assert torch.allclose(ffn(x), expected, atol=1e-5)
-a, b = torch.randn(2, 3, 8, requires_grad=True), torch.randn(2, 3, 8, requires_grad=True)
-g = torch.randn(2, 3, 8)
-ours, ref = torch.autograd.grad(silu_gate(a, b), (a, b), g), torch.autograd.grad(F.silu(a) * b, (a, b), g)
-assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(ours, ref))
 print({d: default_d_ff(d) for d in (64, 256, 512, 768, 1024, 1600)}, "(d_model -> SwiGLU d_ff)")
 
 # %% [markdown]
@@ -486,57 +451,15 @@ fig.savefig(FIGURES / "rope_frequencies.png", dpi=100)
 # nothing mathematically but keeps `exp` from overflowing. One more case matters for attention: a
 # row where every entry is $-\infty$ (a query that may attend to nothing). Plain softmax gives
 # $0/0 = \text{NaN}$ there, which would poison everything downstream; we return zeros instead.
-#
-# Attention spends much of its non-matmul time here, so we also write the backward pass by hand:
-# with $p = \text{softmax}(x)$, $\partial L/\partial x = p \odot (g - \sum_j g_j p_j)$. That saves
-# only $p$ and runs in place where it can, instead of autograd's five-op chain (max, subtract,
-# exp, sum, divide) with a saved tensor per step: forward and backward together are 2.3x faster
-# than the plain autograd version on this CPU, within 25% of `torch.softmax`'s fused kernel.
 
 # %%
-#| export
-class _Softmax(torch.autograd.Function):
-    """Softmax with a hand-written backward: saves only the output p; grad = p * (g - sum(g * p)).
-
-    16-bit inputs are computed in float32 (as torch.autocast does for softmax) and returned in
-    their own dtype.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, dim: int, overwrite: bool) -> torch.Tensor:
-        work = _at_least_float32(x)
-        row_max = work.amax(dim=dim, keepdim=True)
-        row_max.masked_fill_(row_max == -math.inf, 0.0)  # all -inf row: exp gives zeros, not NaN
-        if overwrite and work is x:  # x is a scratch tensor nobody else reads: reuse its memory
-            ctx.mark_dirty(x)
-            p = x.sub_(row_max)
-        else:
-            p = work - row_max
-        p.exp_()
-        total = p.sum(dim=dim, keepdim=True)
-        p = p.mul_(total.masked_fill_(total == 0, 1.0).reciprocal_()).to(x.dtype)
-        ctx.save_for_backward(p)
-        ctx.dim = dim
-        return p
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (p,) = ctx.saved_tensors
-        p32 = _at_least_float32(p)
-        gp = _at_least_float32(grad) * p32
-        return gp.addcmul_(p32, gp.sum(dim=ctx.dim, keepdim=True), value=-1).to(grad.dtype), None, None
-
-
-def softmax(x: torch.Tensor, dim: int = -1, *, overwrite: bool = False) -> torch.Tensor:
-    """Numerically stable softmax along ``dim``; a row of all -inf gives zeros (not NaN).
-
-    ``overwrite=True`` writes the result into ``x`` (saves memory when x is a scratch tensor).
-
-    >>> softmax(torch.tensor([1000.0, 1000.0]), dim=0)
-    tensor([0.5000, 0.5000])
-    """
-    # in place (mark_dirty) is not traceable by torch.compile, which would split the graph here
-    return _Softmax.apply(x, dim, overwrite and not torch.compiler.is_compiling())
+def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Numerically stable softmax along ``dim``; a row of all -inf gives zeros (not NaN)."""
+    row_max = x.amax(dim=dim, keepdim=True)
+    row_max = row_max.masked_fill(row_max == -math.inf, 0.0)  # all -inf: exp gives zeros
+    e = (x - row_max).exp()
+    total = e.sum(dim=dim, keepdim=True)
+    return e / total.masked_fill(total == 0, 1.0)
 
 # %% [markdown]
 # Check: equal to `torch.softmax` (values and gradients), stable for huge inputs, and zeros for a
@@ -558,42 +481,16 @@ print(softmax(torch.tensor([[0.0, -math.inf], [-math.inf, -math.inf]]), dim=-1))
 # $\text{Attention}(Q,K,V) = \text{softmax}(QK^\top/\sqrt{d_k})\,V$, batched over any leading
 # dimensions. A boolean mask says which keys each query may see (`True` = attend); the blocked
 # scores become $-\infty$ before the softmax, so their probability is exactly 0.
-#
-# The (queries × keys) score tensor is the big one, so we touch it as few times as possible:
-# `torch.baddbmm(bias, q, kᵀ, alpha=1/√d_k)` computes `bias + scale · q kᵀ` in the matmul itself
-# (the mask becomes an additive bias of 0 / −∞, built once per call at (queries, keys) size), and
-# the softmax then overwrites the scores in place.
 
 # %%
-#| export
 def scaled_dot_product_attention(
     Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """softmax(Q K^T / sqrt(d_k)) V with an optional boolean mask (True = may attend).
-
-    Q (..., queries, d_k), K (..., keys, d_k), V (..., keys, d_v), mask broadcastable to
-    (..., queries, keys) -> (..., queries, d_v). A query whose mask row is all False gets zeros.
-    """
-    n, d_k, m, d_v = Q.shape[-2], Q.shape[-1], K.shape[-2], V.shape[-1]
-    shapes = [Q.shape[:-2], K.shape[:-2], V.shape[:-2], () if mask is None else mask.shape[:-2]]
-    # the usual case needs no broadcasting; torch.broadcast_shapes costs ~2 s on its first call in a process
-    same = all(s == shapes[0] for s in shapes[1:3]) and len(shapes[3]) == 0
-    lead = shapes[0] if same else torch.broadcast_shapes(*shapes)
-    # fold the leading dims into one batch dim: the 3-D batched matmuls below take no other shape
-    q, k, v = (t.expand(*lead, *t.shape[-2:]).reshape(-1, *t.shape[-2:]) for t in (Q, K, V))
-    scale = 1.0 / math.sqrt(d_k)
-    if mask is None:
-        scores = torch.bmm(q * scale, k.transpose(1, 2))
-    else:
-        if mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a boolean tensor (True = attend), got dtype {mask.dtype}")
-        # blocked keys get -inf added; baddbmm does "bias + scale * q k^T" inside the matmul
-        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, -math.inf)
-        if mask.dim() > 2:
-            bias = bias.expand(*lead, n, m).reshape(-1, n, m)
-        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)
-    probs = softmax(scores, dim=-1, overwrite=True)  # scores is ours alone: no second (n, m) tensor
-    return torch.bmm(probs, v).view(*lead, n, d_v)
+    """softmax(Q K^T / sqrt(d_k)) V; Q (..., queries, d_k), K (..., keys, d_k), V (..., keys, d_v)."""
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])    # (..., queries, keys)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -math.inf)
+    return softmax(scores, dim=-1) @ V
 
 # %%
 Q, K, V = torch.randn(2, 3, 6, 8), torch.randn(2, 3, 9, 8), torch.randn(2, 3, 9, 5)
@@ -614,27 +511,30 @@ fig.savefig(FIGURES / "attention_pattern.png", dpi=100, bbox_inches="tight")
 # keys and values; the heads are concatenated and mixed by the output projection. The heads are
 # just one more batch dimension: `(batch, seq, d_model) -> (batch, heads, seq, d_k)`.
 #
-# Implementation choices, each measured in `benchmarks/bench_model.py`:
 # * The state dict keeps the assignment's separate `q_proj`, `k_proj`, `v_proj` weights, but the
 #   forward pass concatenates them and does **one** matmul (the concatenation copies 3·d² numbers,
-#   nothing next to the (batch·seq)·d·3d matmul).
-# * The causal mask is `ones(seq, seq).tril_()`: a few kilobytes of booleans made per call, never a
-#   `(context, context)` buffer per layer.
-# * Causal attention wastes half its score matrix: query $i$ ignores keys after $i$. Splitting the
-#   queries into blocks of 64, block $[i_0, i_1)$ computes scores only for keys $[0, i_1)$. At
-#   context 256 that is 10/16 of the dense work and a smaller score tensor per step: attention's
-#   forward+backward runs 1.9x faster on this CPU (the same idea, taken further, is FlashAttention's
-#   causal block skipping). Set `attn.query_block = None` for the dense version.
+#   nothing next to the (batch·seq)·d·3d matmul; 9.1 vs 10.3 ms for three matmuls in
+#   `benchmarks/bench_model.py`).
 # * RoPE is applied to queries and keys, the same rotation for every head. With `positional="none"`
 #   (the NoPE ablation) the causal mask alone must tell the model where it is.
 # * For decoding, a `kv_cache` (see `model.KVCache`) keeps the keys and values of earlier positions;
 #   new queries attend to all of them, and positions continue at `kv_cache.length`.
+#
+# The causal mask lets the query at position $i$ see keys $0..i$: a lower-triangular
+# `(seq, seq)` boolean matrix, made per call (a few kilobytes, never a buffer per layer). With
+# `start` positions already cached, the queries sit at `start..start+seq-1` and the mask grows
+# `start` columns on the left. (`attn.query_block` is for the fast version of notebook 02b, which
+# skips the scores this mask throws away; the plain one computes them all.)
+
+# %%
+def causal_attention(q, k, v, start: int = 0, query_block: int | None = None) -> torch.Tensor:
+    """q (..., seq, d_k) at positions start.. attend to k, v (..., start + seq, d) up to their own."""
+    seq = q.shape[-2]
+    mask = torch.ones(seq, start + seq, dtype=torch.bool, device=q.device).tril(diagonal=start)
+    return scaled_dot_product_attention(q, k, v, mask)
 
 # %%
 #| export
-QUERY_BLOCK = 64  # queries per causal-attention block (see causal_attention)
-
-
 class CausalMultiHeadSelfAttention(nn.Module):
     """Causal multi-head self-attention with optional RoPE. (batch, seq, d_model) -> (batch, seq, d_model).
 
@@ -663,7 +563,7 @@ class CausalMultiHeadSelfAttention(nn.Module):
         if positional not in ("rope", "none"):
             raise ValueError(f"positional must be 'rope' or 'none', got {positional!r}")
         self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
-        self.query_block = QUERY_BLOCK  # None: one dense (seq, seq) score matrix
+        self.query_block = QUERY_BLOCK  # the fast causal_attention's query block; None: dense
         self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
@@ -706,27 +606,8 @@ class CausalMultiHeadSelfAttention(nn.Module):
                 q, k = self.rope(q, positions), self.rope(k, positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)
-        out = self.causal_attention(q, k, v, start)  # (..., heads, seq, d_k)
+        out = causal_attention(q, k, v, start, self.query_block)  # (..., heads, seq, d_k)
         return self.output_proj(out.transpose(-3, -2).reshape(*lead, seq, self.d_model))
-
-    def causal_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Queries at positions start.. attend to keys 0 .. their own position, block by block.
-
-        q (..., seq, d_k); k, v (..., start + seq, d_k). Query block [i0, i1) needs only keys
-        [0, start + i1): the keys after that are masked for every query in the block, so we skip
-        them instead of computing scores that the mask throws away.
-        """
-        seq = q.shape[-2]
-        block = self.query_block or seq
-        outs = []
-        # split (not slices) for the queries: its backward is one cat, not a zero-filled copy per block
-        for i0, q_block in zip(range(0, seq, block), q.split(block, dim=-2)):
-            i1 = i0 + q_block.shape[-2]
-            # query i (absolute position start + i) may see keys 0 .. start + i
-            mask = torch.ones(i1 - i0, start + i1, dtype=torch.bool, device=q.device).tril_(diagonal=start + i0)
-            keys, values = k[..., : start + i1, :], v[..., : start + i1, :]
-            outs.append(scaled_dot_product_attention(q_block, keys, values, mask))
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 # %% [markdown]
 # Check against `F.scaled_dot_product_attention(is_causal=True)` on the same projections, with a
@@ -749,24 +630,7 @@ assert torch.allclose(attn(x), mha_oracle(x, attn, torch.arange(10)), atol=1e-5)
 nope = CausalMultiHeadSelfAttention(32, 4, positional="none")
 nope.load_state_dict(attn.state_dict())
 assert torch.allclose(nope(x), mha_oracle(x, nope), atol=1e-5)
-attn.query_block = 3  # several query blocks over 10 positions: still the same numbers
-assert torch.allclose(attn(x), mha_oracle(x, attn, torch.arange(10)), atol=1e-5)
 print(sorted(attn.state_dict()))
-
-# %% [markdown]
-# Which scores does the blocked causal attention compute? At 256 positions with blocks of 64, the
-# white area is never computed; the light grey area is computed but masked.
-
-# %%
-seq, block = 256, 64
-work = torch.zeros(seq, seq)
-for i0 in range(0, seq, block):
-    work[i0 : i0 + block, : i0 + block] = 1  # computed
-work += torch.ones(seq, seq).tril()          # needed
-fig, ax = plt.subplots(figsize=(3.2, 3.2))
-ax.imshow(work, cmap="Greys", vmin=0, vmax=2.5)
-ax.set(title=f"scores computed: {int((work > 0).sum()) / seq**2:.0%} of dense", xlabel="key", ylabel="query")
-fig.savefig(FIGURES / "causal_blocks.png", dpi=100, bbox_inches="tight")
 
 # %% [markdown]
 # ## The Transformer block, and its ablations
@@ -855,6 +719,10 @@ for kw in ({"norm": "post"}, {"norm": "none"}, {"positional": "none"}, {"ffn": "
 # With `tie_embeddings=True` the LM head reuses the embedding matrix (fewer parameters; GPT-2 does
 # this). A shared matrix then gets the Linear initialisation (std ≈ sqrt(2/(vocab+d))): the
 # embedding's std 1 would make initial logits of size ≈ sqrt(d_model).
+#
+# `model.py` imports the layers from the package (`cs336_basics.nn`), so from here on this
+# notebook runs the package's layers: the classes above, calling the fast versions of the five
+# functions (notebook 02b checks that they compute what the plain ones compute).
 
 # %%
 #| default_exp model
@@ -1162,36 +1030,20 @@ for make in (
         print("ValueError:", e)
 
 # %% [markdown]
-# ## bfloat16 autocast and `torch.compile`
-#
-# On a GPU we train under `torch.autocast(dtype=torch.bfloat16)`: the matmuls run in bfloat16,
-# while RMSNorm computes in float32. `torch.compile` fuses the elementwise chains (RoPE, SiLU
-# gating, softmax) that we wrote as separate tensor operations. Both work on this CPU too.
-
-# %%
-with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-    low = model(ids)
-print("autocast logits dtype:", low.dtype, "| max |bf16 - fp32| =", round((low.float() - logits).abs().max().item(), 3),
-      "| logit std", round(logits.std().item(), 3))
-if not SMOKE:  # compiling takes a while on 2 cores
-    import logging
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on a CPU box
-    compiled = torch.compile(model)
-    with torch.no_grad():
-        print("compiled max |Δ| =", (compiled(ids) - logits).abs().max().item())
-
-# %% [markdown]
 # ## What the next notebooks need
 #
+# * **02b · Making it fast** writes the faster versions of `rms_norm`, `silu_gate`, `softmax`,
+#   `scaled_dot_product_attention` and `causal_attention` that the package runs (`kernels.py`),
+#   checks each equal to the plain one above, and shows bf16 autocast and `torch.compile`.
 # * **03 · FLOPs** counts parameters and matmul FLOPs from `model.config` (the keys above:
 #   `vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta, norm, positional,
 #   ffn, tie_embeddings`). The forward pass does exactly these matmuls per layer: one fused
 #   (tokens × d_model) @ (d_model × 3 d_model) QKV projection, $QK^\top$ and attention·V per head,
-#   the output projection, the FFN's w1, w3 (SwiGLU only) and w2; then the LM head. Up to 64
-#   positions, $QK^\top$ and attention·V are dense ($2 s^2 d_\text{model}$ FLOPs each per layer
-#   and sequence); beyond that the causal query blocks skip fully masked key blocks, so the FLOPs
-#   *executed* there are fewer than the dense count (10/16 of it at 256 positions). The accountant
-#   counts the dense matmuls, the usual convention for MFU; `attn.query_block = None` restores them.
+#   the output projection, the FFN's w1, w3 (SwiGLU only) and w2; then the LM head. The plain
+#   attention above computes the dense $QK^\top$ and attention·V ($2 s^2 d_\text{model}$ FLOPs
+#   each per layer and sequence); the package's causal query blocks (02b) skip fully masked key
+#   blocks beyond 64 positions, so the FLOPs *executed* there are fewer (10/16 of them at 256
+#   positions). The accountant counts the dense matmuls, the usual convention for MFU.
 # * **04 · Training** builds `TransformerLM(**config)`, trains it on `(batch, context_length)`
 #   token batches (under bf16 autocast and `torch.compile` on a GPU), and stores `model.config` in
 #   checkpoints. **05 · Sampling** decodes with `model.new_kv_cache()`.

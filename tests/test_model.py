@@ -26,11 +26,11 @@ from cs336_basics.nn import (
     silu_gate,
     softmax,
 )
-from cs336_basics.nn import _RMSNormFunction
+from cs336_basics.kernels import rms_norm
 
 
 def _rms(x, w):
-    return _RMSNormFunction.apply(x, w, 1e-5)
+    return rms_norm(x, w, 1e-5)
 
 from tests import adapters
 
