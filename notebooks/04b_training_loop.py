@@ -903,14 +903,6 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
 
 
 # %% [markdown]
-# ### Loading a trained run
-#
-# Decoding and evaluation need the model back: the run directory's `config.toml` says how to build
-# it, `checkpoints/latest.pt` holds the weights (or their average). That is a question about a run
-# folder, not about training, so `load_model_from_run` lives in `runs.py`, next to the folder's
-# layout (`RunFolder`) and `load_run_tokenizer`.
-
-# %% [markdown]
 # ## 4 · Training live
 #
 # Now `train()` on the same data, model and settings as the plain loop; it returns the run
@@ -1121,7 +1113,8 @@ for _g in optimizer_groups(_lm, _o):
 # %% [markdown]
 # ## What the next notebook needs
 #
-# Notebook 05 samples text from a trained run (temperature, top-p, the KV cache): it needs
-# `runs.load_model_from_run(run_dir)` (the model in eval mode, built from the run's
-# `config.toml`, with the weights or their average from `checkpoints/latest.pt`) and the run's
-# tokenizer (`runs.load_run_tokenizer`).
+# Notebook 05 samples text from a trained run (temperature, top-p, the KV cache). It needs the
+# model back: `runs.load_model_from_run(run_dir)` builds it from the run's `config.toml` and loads
+# the weights (or their average) from `checkpoints/latest.pt`, in eval mode; the run's tokenizer
+# comes from `runs.load_run_tokenizer`. Reading a run folder is not about training, so both live
+# in the hand-written `runs.py`, next to the folder's layout (`RunFolder`).
