@@ -941,7 +941,7 @@ if corpus.startswith("bytes"):
 # %%
 print(f"validation loss after {run_cfg.schedule.max_steps} steps: train() {last['val/loss']:.4f}, "
       f"the plain loop {plain_after:.4f}")
-assert abs(last["val/loss"] - plain_after) < 0.1
+assert abs(last["val/loss"] - plain_after) < 0.05
 
 # %% [markdown]
 # Learning curves, against steps and against wall-clock time:
@@ -1068,7 +1068,9 @@ for switch, losses in switches.items():
 # than the rest. On the English stand-in, x30 and x5 lowered the validation loss of a 400-second,
 # one-thread run from 4.44 to 4.31 nats/token (`benchmarks/sweep_cpu_preset.py`); over the whole
 # 15-minute run the embeddings did best at x15 (1.5545 bits per byte, against 1.557 at x30 and
-# 1.561 at x10).
+# 1.561 at x10). In every run, scaled or not, the groups also keep weight decay off the RMSNorm
+# gains: that is the one difference between `train()` and the plain loop of §2 (given these groups,
+# the plain loop ended at `train()`'s validation loss to within 1e-7 when this was written).
 
 # %%
 #| export
