@@ -913,10 +913,8 @@ if not SMOKE:
 # It matters when the model can memorise: with a quarter of the English stand-in (1.5 M tokens,
 # so that a 400 s run reads it 1.6 times), uniform starts scored 1.764 bits per byte and epochs
 # 1.732, with the training loss the other way round (3.89 vs 4.00): the windows seen three or four
-# times were learnt by heart at the expense of the rest.
-#
-# In the `cpu` preset's 15-minute run, switching to epochs took the validation score from 1.574 to
-# 1.557 bits per byte.
+# times were learnt by heart at the expense of the rest. In the `cpu` preset's 15-minute run,
+# epochs took the validation score from 1.574 to 1.557 bits per byte.
 
 # %%
 #| default_exp data

@@ -365,26 +365,19 @@ for bad in (["optim.learning_rate=1e-3"], ["model.d_model=big"], ["schedule.max_
 # ### Devices, precision, processes, random state
 #
 # `auto` picks CUDA, then Apple's MPS, then the CPU. On CUDA we allow TF32 matmuls and run the
-# forward pass under bf16 autocast (the master weights, gradients and AdamW state stay float32).
-# bf16 autocast also works on CPUs with AVX-512 BF16 / AMX, where bf16 matmuls run several times
-# faster than float32 — the `cpu` preset turns it on.
-#
-# Under `torchrun` the environment holds `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; we start a process
-# group (NCCL on GPUs, gloo on CPUs) and each rank takes GPU `LOCAL_RANK`.
-#
-# To resume *exactly*, a checkpoint holds every random state the loop uses: torch (CPU and CUDA),
-# numpy's and Python's global generators, and the numpy `Generator` that draws batch start
-# positions, stored as plain lists and dicts so that `torch.load(weights_only=True)` can read them.
-#
-# **MFU** compares the FLOPs we actually perform per second with the device's peak. The FLOPs per
-# training token (about 6 per parameter, plus the attention scores) come from notebook 03's
-# `accounting.training_flops_per_token`. The peak is *measured* with a large matmul in the training
-# precision, so MFU is against what this machine can actually do (set `run.peak_flops` to use a
-# datasheet number instead).
+# forward pass under bf16 autocast (weights, gradients and AdamW state stay float32; on a CPU see
+# §5). Under `torchrun` the environment holds `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; we start a
+# process group (NCCL on GPUs, gloo on CPUs) and each rank takes GPU `LOCAL_RANK`. To resume
+# *exactly*, a checkpoint holds every random state the loop uses (torch's, CUDA's, numpy's and
+# Python's global generators, and the numpy `Generator` that draws batch starts) as plain lists
+# and dicts, which `torch.load(weights_only=True)` can read. **MFU** divides the model FLOPs per
+# second (about 6 per parameter and token, plus the attention scores: notebook 03's
+# `accounting.training_flops_per_token`) by the peak of a large matmul *measured* in the training
+# precision on this machine (`run.peak_flops` sets a datasheet number instead).
 #
 # All of this (`resolve_device`, `autocast_dtype`, `setup_distributed`, `all_reduce_mean`,
-# `rng_state`, `measure_matmul_peak`, the thread count and the Ctrl-C flag) is plumbing too: it
-# lives in the hand-written `cs336_basics/runtime.py`, and the loop below calls it by name.
+# `rng_state`, `measure_matmul_peak`, the thread count and the Ctrl-C flag) is plumbing: it lives
+# in the hand-written `cs336_basics/runtime.py`, and the loop below calls it by name.
 
 # %% [markdown]
 # ### The loop
@@ -1030,8 +1023,9 @@ for name, path in gpu_runs.items():
 # * `run.loss_chunk_rows = 128` stops the model at its hidden states and computes the output
 #   layer and the loss 128 positions at a time (`linear_cross_entropy`, notebook 04 §7): in the
 #   `cpu` preset 10,400 → 11,100 tokens/s, 4,500 instead of 3,900 steps in its 15 minutes.
-# * `run.precision = "bf16"` on a GPU (or a CPU with fast bf16 matmuls) runs the forward pass under
-#   autocast; on this CPU (no AMX) bf16 matmuls ran at half speed, so the `cpu` preset stays fp32.
+# * `run.precision = "bf16"` runs the forward pass under bf16 autocast: on GPUs, and on CPUs with
+#   AMX, bf16 matmuls can be several times faster; this CPU has AVX-512 BF16 but no AMX, and its bf16
+#   matmuls ran at half speed, so the `cpu` preset stays fp32.
 #
 # A check that they compute the same: ten steps of the run above with each switch, against ten
 # without, step by step (compiling takes a while on 2 cores, so that one only outside smoke mode).
