@@ -16,6 +16,31 @@ from collections.abc import Iterable
 import torch
 
 
+def perplexity(loss: float | torch.Tensor) -> float:
+    """exp(mean cross-entropy in nats): the size of a uniform choice that is as surprising.
+
+    >>> round(perplexity(math.log(10000)), 6)   # a uniform guess over 10k tokens
+    10000.0
+    """
+    return math.exp(float(loss))
+
+
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float, eps: float = 1e-6) -> torch.Tensor:
+    """Scale all gradients in place so that their global L2 norm is at most ``max_l2_norm``.
+
+    Returns the global norm before clipping (0-dim float32 tensor; 0 when no parameter has a grad).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
+    total = torch.linalg.vector_norm(norms)
+    scale = torch.clamp(max_l2_norm / (total + eps), max=1.0)
+    for g in grads:
+        g.detach().mul_(scale.to(g.dtype))
+    return total
+
+
 class _CrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of (n, vocab) float logits with a hand-written backward.
 
@@ -64,15 +89,6 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
     vocab = logits.shape[-1]
     return _CrossEntropy.apply(logits.reshape(-1, vocab), targets.reshape(-1).long())
-
-
-def perplexity(loss: float | torch.Tensor) -> float:
-    """exp(mean cross-entropy in nats): the size of a uniform choice that is as surprising.
-
-    >>> round(perplexity(math.log(10000)), 6)   # a uniform guess over 10k tokens
-    10000.0
-    """
-    return math.exp(float(loss))
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -138,19 +154,3 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     with torch.autocast(hidden.device.type, enabled=False):
         return _LinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]).to(dtype), weight.to(dtype),
                                          targets.reshape(-1).long(), rows_per_chunk)
-
-
-def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float, eps: float = 1e-6) -> torch.Tensor:
-    """Scale all gradients in place so that their global L2 norm is at most ``max_l2_norm``.
-
-    Returns the global norm before clipping (0-dim float32 tensor; 0 when no parameter has a grad).
-    """
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
-    total = torch.linalg.vector_norm(norms)
-    scale = torch.clamp(max_l2_norm / (total + eps), max=1.0)
-    for g in grads:
-        g.detach().mul_(scale.to(g.dtype))
-    return total

@@ -21,6 +21,26 @@ from contextlib import contextmanager
 import torch
 
 
+def cosine_lr(it: int, max_lr: float, min_lr: float, warmup_iters: int, cosine_cycle_iters: int) -> float:
+    """Learning rate at iteration ``it`` (0-based) of warm-up + cosine annealing.
+
+        it <  Tw:        it / Tw * max_lr
+        Tw <= it <= Tc:  min_lr + (1 + cos(pi * (it - Tw) / (Tc - Tw))) / 2 * (max_lr - min_lr)
+        it >  Tc:        min_lr
+
+    >>> cosine_lr(0, 1.0, 0.1, 10, 110), cosine_lr(10, 1.0, 0.1, 10, 110), cosine_lr(500, 1.0, 0.1, 10, 110)
+    (0.0, 1.0, 0.1)
+    """
+    if it < warmup_iters:
+        return it / warmup_iters * max_lr
+    if it > cosine_cycle_iters:
+        return min_lr
+    if cosine_cycle_iters == warmup_iters:  # no annealing phase: the single step Tw == Tc is the peak
+        return max_lr
+    progress = (it - warmup_iters) / (cosine_cycle_iters - warmup_iters)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
 class AdamW(torch.optim.Optimizer):
     """Adam with bias correction and decoupled weight decay (Loshchilov & Hutter, Algorithm 2).
 
@@ -103,26 +123,6 @@ def _adamw_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avg
             p.mul_(decay_factor)                                  # decoupled weight decay
         denom = v.sqrt().mul_(inv_sqrt_bias2).add_(eps)           # sqrt(v / (1 - b2^t)) + eps
         p.sub_(m.div(denom).mul_(step_size))
-
-
-def cosine_lr(it: int, max_lr: float, min_lr: float, warmup_iters: int, cosine_cycle_iters: int) -> float:
-    """Learning rate at iteration ``it`` (0-based) of warm-up + cosine annealing.
-
-        it <  Tw:        it / Tw * max_lr
-        Tw <= it <= Tc:  min_lr + (1 + cos(pi * (it - Tw) / (Tc - Tw))) / 2 * (max_lr - min_lr)
-        it >  Tc:        min_lr
-
-    >>> cosine_lr(0, 1.0, 0.1, 10, 110), cosine_lr(10, 1.0, 0.1, 10, 110), cosine_lr(500, 1.0, 0.1, 10, 110)
-    (0.0, 1.0, 0.1)
-    """
-    if it < warmup_iters:
-        return it / warmup_iters * max_lr
-    if it > cosine_cycle_iters:
-        return min_lr
-    if cosine_cycle_iters == warmup_iters:  # no annealing phase: the single step Tw == Tc is the peak
-        return max_lr
-    progress = (it - warmup_iters) / (cosine_cycle_iters - warmup_iters)
-    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
 
 
 class WeightAverage:

@@ -920,5 +920,5 @@ print(f"forward+backward, batch {batch} x {mfu_cfg['context_length']}: {step_s *
 # 5–10) gave best-step MFUs of 0.9–14% against "peaks" of 50–345 GFLOP/s, and paired ratios of
 # 4–17%: on a shared machine only a quiet moment shows the real numbers.
 #
-# Next, notebook 04 turns the model into a training loop; its `mfu` metric comes from
-# `accounting.training_flops_per_token`.
+# Next, notebook 04 builds the pieces of training and 04b the training loop; the loop's `mfu`
+# metric comes from `accounting.training_flops_per_token`.

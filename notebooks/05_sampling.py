@@ -9,7 +9,7 @@
 # measure how much the KV cache buys. Exports: `cs336_basics/decoding.py`.
 #
 # It uses the model of notebook 02 (`TransformerLM`, `softmax`), the tokenizer of notebook 01 and,
-# for a trained model, the training loop of notebook 04.
+# for a trained model, the training loop of notebook 04b.
 
 # %%
 import os
