@@ -43,7 +43,7 @@ def _train_hf(path: str, vocab_size: int) -> tuple[dict, list[tuple[bytes, bytes
 
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    from cs336_basics.tokenizer import read_merges_txt
+    from cs336_basics.vocab_files import read_merges_txt
 
     start = time.perf_counter()
     tok = Tokenizer(models.BPE())

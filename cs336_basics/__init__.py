@@ -12,6 +12,7 @@ from importlib import import_module
 _API = {
     "train_bpe": "bpe",
     "Tokenizer": "tokenizer",
+    "tokenize_file": "token_files",
     "TransformerLM": "model",
     "AdamW": "optimizer",
     "cosine_lr": "optimizer",

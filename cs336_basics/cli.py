@@ -91,7 +91,7 @@ def _require_writable(folder, shown) -> None:
 
 def _check_tokenizer_out(out) -> None:
     """Refuse a --out folder that train-bpe could not write, or that holds files other than a tokenizer's."""
-    from cs336_basics.tokenizer import TOKENIZER_FILES
+    from cs336_basics.vocab_files import TOKENIZER_FILES
 
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {str(out)!r} exists and is not a folder; choose a folder path")
@@ -175,7 +175,8 @@ def _run_tokenize(args) -> int:
     import time
 
     from cs336_basics import files
-    from cs336_basics.tokenizer import Tokenizer, tokenize_file
+    from cs336_basics.token_files import tokenize_file
+    from cs336_basics.tokenizer import Tokenizer
 
     if not os.path.isfile(args.input):
         raise CLIError(f"--input {args.input!r} is not a file; give the path of a text file to encode")

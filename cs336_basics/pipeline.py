@@ -290,7 +290,7 @@ def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, s
 
     # ---- 2. token files
     def tokenize() -> str:
-        from cs336_basics.tokenizer import tokenize_file
+        from cs336_basics.token_files import tokenize_file
 
         tokens_dir.mkdir(parents=True, exist_ok=True)
         counts = []

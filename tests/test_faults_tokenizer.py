@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cs336_basics import files
-from cs336_basics import tokenizer as tokenizer_module
+from cs336_basics import token_files as token_files_module
 from cs336_basics.bpe import train_bpe
 from cs336_basics.cli import main
 from cs336_basics.tokenizer import Tokenizer
@@ -234,7 +234,7 @@ def test_tokenize_refuses_an_unwritable_out_before_encoding(tmp_path, text_file,
     def must_not_encode(*args, **kwargs):
         raise AssertionError("encoding started although --out cannot be written")
 
-    monkeypatch.setattr(tokenizer_module, "tokenize_file", must_not_encode)
+    monkeypatch.setattr(token_files_module, "tokenize_file", must_not_encode)
     assert main(tokenize_args(tmp_path / "tok", text_file, tmp_path / "file" / "ids.npy")) == 2
     assert "part of the path is a file" in one_line_error(capsys)
 
@@ -245,14 +245,14 @@ def test_tokenize_full_disk_keeps_the_old_npy(tmp_path, text_file, capsys, monke
     assert main(tokenize_args(tmp_path / "tok", text_file, out)) == 0
     capsys.readouterr()
     before = out.read_bytes()
-    real_header = tokenizer_module.npy_header
+    real_header = token_files_module.npy_header
 
     def header_then_full(dtype, length, *args):  # the final header, after all the ids were written
         if length:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_header(dtype, length, *args)
 
-    monkeypatch.setattr(tokenizer_module, "npy_header", header_then_full)
+    monkeypatch.setattr(token_files_module, "npy_header", header_then_full)
     assert main(tokenize_args(tmp_path / "tok", text_file, out)) == 2
     err = one_line_error(capsys)
     assert "the disk is full" in err and str(out) in err

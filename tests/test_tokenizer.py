@@ -22,20 +22,19 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cs336_basics.pretokenization import GPT2_PAT, GPT2_RE
-from cs336_basics.tokenizer import (
+from cs336_basics.merge_engine import (
     GPT2_PAT_ASCII,
     GPT2_PAT_FACTORED,
     NO_MERGE,
     TIKTOKEN_GPT2_PAT,
     PairTable,
-    Tokenizer,
     _non_ascii_positions,
     bpe_merge_word,
     bpe_merge_words,
-    merges_from_ranks,
     pretokenize_mixed,
-    tokenize_file,
 )
+from cs336_basics.token_files import tokenize_file
+from cs336_basics.tokenizer import Tokenizer, merges_from_ranks
 from tests.adapters import get_tokenizer
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
