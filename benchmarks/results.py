@@ -18,9 +18,7 @@ import contextlib
 import datetime
 import io
 import os
-import platform
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -50,12 +48,9 @@ class _Tee(io.TextIOBase):
 
 def machine() -> str:
     """CPU model (or GPU name), cores, torch version: enough to tell two machines apart."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        if names:
-            cpu = names[0].strip()
-    parts = [f"{cpu}, {os.cpu_count()} cores"]
+    from cs336_basics.runtime import cpu_model
+
+    parts = [f"{cpu_model()}, {os.cpu_count()} cores"]
     with contextlib.suppress(ImportError):
         import torch
 
@@ -67,15 +62,9 @@ def machine() -> str:
 
 def commit() -> str:
     """The commit the script ran from, with '+changes' when the tree had uncommitted edits."""
-    root = RESULTS.parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
+    from cs336_basics.runtime import git_commit
+
+    return git_commit(RESULTS.parent.parent)
 
 
 def write_section(script: str, command: str, output: str, path: Path | None = None) -> None:

@@ -11,6 +11,7 @@ Heavy imports (torch) happen inside the handlers so ``cs336 --help`` is instant.
     cs336 generate --run runs/cpu --prompt "Once upon a time"
     cs336 pipeline --preset cpu --data ../shared/data/english
     cs336 plot runs/cpu runs/smoke --out figures/curves.png
+    cs336 sweep experiments/learning_rate.toml --jobs 2
 """
 
 from __future__ import annotations
@@ -442,6 +443,61 @@ def _run_plot(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- sweep (experiments issue)
+SWEEP_SPEC_EXAMPLE = """a spec (TOML; paths relative to the current folder):
+
+  group = "learning_rate"            # runs/sweeps/<group>/<variant>/, experiments/<group>/<variant>/
+  base = "cpu"                       # configs/cpu.toml or a path to a preset
+  data = "data/english"              # optional: train.npy, valid.npy (+ valid.txt for bits per byte)
+  set = ["schedule.max_steps=2000"]  # optional: overrides common to every variant
+  # valid_text = "path/valid.txt"    # optional: the validation text, when not DATA/valid.txt
+  # runs = "runs/sweeps"             # optional: the parent of the run folders
+
+  [variants]                         # name = its overrides (after `set`)
+  lr_1e-3 = ["optim.lr=1e-3"]
+  lr_3e-3 = ["optim.lr=3e-3"]
+"""
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train every variant of a sweep spec (a base preset + named overrides) and keep the results",
+        description="Train each variant of SPEC with `cs336 train` in a process of its own, into "
+        "runs/sweeps/GROUP/VARIANT/: on a CPU several side by side at one thread each, on a GPU one after "
+        "another, with a progress line per run. After each run: eval.json (loss and bits per byte on the "
+        "whole validation file), env.json (commit, machine, versions) and status.json (finished, diverged, "
+        "interrupted or failed) in its folder, and its small files (config.toml, metrics.jsonl and those) "
+        "copied to EXPERIMENTS/GROUP/VARIANT/. A diverging run is recorded as diverged and the sweep goes "
+        "on. Running the same command again skips finished and diverged runs and resumes interrupted ones; "
+        "a variant whose settings changed since its run is refused. A table of results ends the output.",
+        epilog=SWEEP_SPEC_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", metavar="SPEC.toml", help="the sweep spec")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="runs side by side on a CPU (default: one per core; on a GPU always 1)")
+    p.add_argument("--experiments", default="experiments", metavar="DIR",
+                   help="where the results are copied (default: experiments/)")
+    p.add_argument("--list", action="store_true", help="print the table of results so far; run nothing")
+    p.set_defaults(func=_run_sweep)
+
+
+def _run_sweep(args) -> int:
+    from cs336_basics.sweep import SweepError, format_summary, load_spec, run_sweep, sweep_results
+
+    try:
+        if args.list:
+            spec = load_spec(args.spec)
+            print(format_summary(spec.group, sweep_results(spec, args.experiments)))
+            return 0
+        results = run_sweep(args.spec, jobs=args.jobs, experiments=args.experiments)
+    except SweepError as err:
+        raise CLIError(str(err)) from None
+    except KeyboardInterrupt:
+        return 130
+    return 1 if any(r.get("status") in ("failed", "interrupted") for r in results) else 0
+
+
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -452,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_download, _add_prepare, _add_train_bpe, _add_tokenize, _add_train, _add_generate,
-                _add_pipeline, _add_plot):
+                _add_pipeline, _add_sweep, _add_plot):
         add(sub)
     return parser
 

@@ -59,6 +59,9 @@ class ScheduleConfig:
     warmup_steps: int = 200
     cosine_steps: int = 0     # step where the cosine reaches min_lr; 0: max_steps
     min_lr_ratio: float = 0.1  # min_lr = lr * min_lr_ratio
+    max_seconds: float = 0.0  # > 0: a wall-clock budget; the schedule follows elapsed / max_seconds instead
+                              # of step / max_steps and the run stops at the first log step after it
+                              # (max_steps stays an upper bound); 0: off
 
 
 @dataclass
@@ -116,7 +119,7 @@ _POSITIVE = {("model", k) for k in ModelConfig.SIZES} | {
 _NON_NEGATIVE = {("model", "d_ff"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
                  ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"), ("optim", "ema_halflife"),
                  ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
-                 ("schedule", "min_lr_ratio"), ("run", "num_threads"), ("run", "peak_flops"),
+                 ("schedule", "min_lr_ratio"), ("schedule", "max_seconds"), ("run", "num_threads"), ("run", "peak_flops"),
                  ("run", "loss_chunk_rows")}
 
 

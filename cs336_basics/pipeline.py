@@ -393,7 +393,8 @@ def _checkpoint_step(path: Path) -> int | None:
 def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, batch_size: int = 16,
                  progress: bool = False, average: bool = True) -> dict:
     """Mean validation loss over consecutive non-overlapping windows (up to ``max_tokens`` predicted
-    tokens), perplexity, and bits per byte = loss x (tokens / bytes of valid_txt) / ln 2.
+    tokens), perplexity, and bits per byte = loss x (tokens / bytes of valid_txt) / ln 2 (None,
+    with a note, when ``valid_txt`` is None: the text the tokens came from is not known).
 
     The model is the one ``load_model_from_run`` gives: the run's weight average when it kept one
     (optim.ema_halflife > 0; ``"weights": "average"``) unless ``average=False``.
@@ -432,19 +433,21 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
             total += cross_entropy(logits.float(), y).item() * y.numel()
             count += y.numel()
     loss = total / count
-    n_bytes = Path(valid_txt).stat().st_size
-    tokens_per_byte = len(tokens) / n_bytes
-    return {
+    n_bytes = Path(valid_txt).stat().st_size if valid_txt is not None else None
+    scores = {
         "val_loss": loss,
         "val_ppl": math.exp(loss),
-        "bits_per_byte": loss * tokens_per_byte / math.log(2),
+        "bits_per_byte": loss * len(tokens) / n_bytes / math.log(2) if n_bytes else None,
         "eval_tokens": count,
         "valid_tokens": int(len(tokens)),
-        "valid_bytes": int(n_bytes),
-        "bytes_per_token": n_bytes / len(tokens),
+        "valid_bytes": int(n_bytes) if n_bytes else None,
+        "bytes_per_token": n_bytes / len(tokens) if n_bytes else None,
         "step": _checkpoint_step(RunFolder(run_dir).latest),
         "weights": "average" if average and config.optim.ema_halflife > 0 else "trained",
     }
+    if n_bytes is None:
+        scores["note"] = "bits per byte not measured: the validation text (valid.txt) was not given"
+    return scores
 
 
 def sample_run(run_dir, tokenizer, prompts, max_new_tokens, temperature, top_p, seed) -> str:

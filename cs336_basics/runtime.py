@@ -20,15 +20,21 @@ the thread count, and a polite stop on Ctrl-C or SIGTERM.
 * **Random state.** ``rng_state`` / ``set_rng_state`` capture and restore every generator a run
   draws from (torch CPU and CUDA, numpy's and Python's global ones, the batch generator) as plain
   lists and dicts, so ``torch.load(weights_only=True)`` reads them back.
+* **The environment.** ``environment()`` records where a run ran (commit, CPU or GPU, threads,
+  torch, Python, date) for its ``env.json``; ``cpu_model`` and ``git_commit`` are its parts.
 * **Stopping.** Inside ``StopFlag()``, the first SIGINT or SIGTERM only sets ``requested``; the loop
   finishes its step, saves and stops. A second one interrupts at once.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+import platform
 import random
+import re
 import signal
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -43,7 +49,7 @@ from cs336_basics.data import check_device
 
 __all__ = ["resolve_device", "autocast_dtype", "allow_tf32", "Dist", "setup_distributed", "teardown_distributed",
            "any_rank", "all_reduce_mean", "measure_matmul_peak", "seed_everything", "rng_state", "set_rng_state",
-           "torch_settings", "StopFlag"]
+           "torch_settings", "StopFlag", "cpu_model", "git_commit", "environment"]
 
 
 # ------------------------------------------------------------------------------------ device and precision
@@ -248,3 +254,52 @@ class StopFlag:
     def __exit__(self, *exc):
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
+
+
+# ------------------------------------------------------------------------------------ the environment
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux; else what ``platform`` knows)."""
+    name = platform.processor() or platform.machine()
+    try:
+        found = re.findall(r"^model name\s*:\s*(.+)$", open("/proc/cpuinfo", encoding="utf-8").read(), re.M)
+    except OSError:
+        found = []
+    return found[0].strip() if found else name
+
+
+def git_commit(root: str | os.PathLike | None = None) -> str:
+    """The commit checked out at ``root`` (default: the package's repository), with '+changes' when
+    tracked files have uncommitted edits; "unknown" outside a git checkout."""
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+def environment(num_threads: int = 0, device: str = "auto") -> dict[str, Any]:
+    """Where a run runs: commit, CPU model or GPU name, torch threads, torch and Python versions, date.
+
+    ``num_threads`` is the run's thread count (0: torch's current one); ``device`` its run.device.
+
+        >>> env = environment(num_threads=1, device="cpu")
+        >>> env["torch_threads"], env["device"], env["gpu"]
+        (1, 'cpu', None)
+    """
+    dev = resolve_device(device)
+    return {
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "device": str(dev),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "torch_threads": num_threads or torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

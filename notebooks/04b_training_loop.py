@@ -454,7 +454,7 @@ import numpy as np
 import torch
 
 from cs336_basics.accounting import training_flops_per_token
-from cs336_basics.config import ConfigError, OptimConfig, TrainConfig, config_to_toml
+from cs336_basics.config import ConfigError, OptimConfig, ScheduleConfig, TrainConfig, config_to_toml
 from cs336_basics.data import batch_at, epoch_batch_starts, load_tokens
 from cs336_basics.files import atomic_write, attributed_to, check_writable
 from cs336_basics.model import TransformerLM
@@ -707,6 +707,34 @@ class _Window:
 
 
 # %% [markdown]
+# A run can have a budget of wall-clock time instead of steps (`schedule.max_seconds > 0`; the
+# handout compares batch sizes at equal time): the fraction of the budget spent then plays the part
+# of step / max_steps, for the warm-up and the cosine alike, and the run stops at the first log step
+# after the budget, with a last evaluation and checkpoint as at max_steps (still an upper bound).
+
+# %%
+#| export
+def scheduled_lr(step: int, elapsed: float, o: OptimConfig, s: ScheduleConfig) -> tuple[float, bool]:
+    """(the learning rate of ``step``, whether the time budget is spent) after ``elapsed`` seconds.
+
+    Without a budget the warm-up + cosine schedule follows the step; with one, the time: at half
+    the budget the rate is where it would be at half of max_steps.
+
+    >>> o, s = OptimConfig(lr=1.0), ScheduleConfig(max_steps=1000, warmup_steps=100, min_lr_ratio=0.1)
+    >>> scheduled_lr(500, 0.0, o, s)           # by steps: half-way
+    (0.6281416799501187, False)
+    >>> s.max_seconds = 60.0
+    >>> scheduled_lr(7, 30.0, o, s), scheduled_lr(9, 61.0, o, s)   # by time: half the budget, then over it
+    ((0.6281416799501187, False), (0.1, True))
+    """
+    min_lr, cosine_steps = o.lr * s.min_lr_ratio, s.cosine_steps or s.max_steps
+    if s.max_seconds <= 0:
+        return cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps), False
+    at = min(elapsed / s.max_seconds, 1.0) * s.max_steps  # the time spent, in the schedule's steps
+    return cosine_lr(at, o.lr, min_lr, s.warmup_steps, cosine_steps), elapsed >= s.max_seconds
+
+
+# %% [markdown]
 # `train` sets up the process (torchrun's group, the device, the thread count, the run folder's
 # lock) and hands over to `_train`, which builds everything from the seed and runs the loop. The
 # loop itself is the first block inside `for step in ...`: learning rate, batch, forward, loss,
@@ -771,7 +799,6 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     model, loss_fn = _accelerate(model, optimizer, d, device, r.compile)
     chunked_loss = r.loss_chunk_rows > 0  # the model stops at its hidden states; the loss applies lm_head
 
-    cosine_steps, min_lr = s.cosine_steps or s.max_steps, o.lr * s.min_lr_ratio
     max_norm = o.grad_clip if o.grad_clip > 0 else math.inf
     fpt = training_flops_per_token(m)
     peak = r.peak_flops or measure_matmul_peak(device, amp_dtype or torch.float32)
@@ -834,13 +861,16 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                file=sys.stderr, dynamic_ncols=True, unit="step")
     window = _Window(start_step)
     completed, batch_state = start_step, batch_rng.bit_generator.state  # batch_state: after `completed` steps
+    elapsed = clock()  # the schedule's clock (schedule.max_seconds)
     model.train()
     stop = StopFlag()
     try:
         with stop:
             for step in range(start_step, s.max_steps):
                 # ---- one step: learning rate, batch, forward, loss, backward, clip, AdamW
-                lr = cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps)
+                if not d.enabled:  # (under DDP the ranks agree on the clock at each boundary, below)
+                    elapsed = clock()
+                lr, out_of_time = scheduled_lr(step, elapsed, o, s)  # by step, or by time (schedule.max_seconds)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]  # every group comes from optimizer_groups
                 x, y = batch_at(train_tokens, next_starts(step)[rows], m.context_length, device)
@@ -863,7 +893,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
 
                 # ---- at a boundary: log, evaluate, checkpoint; under DDP every rank stops at the same
                 # step, so the ranks agree on a stop request at boundaries only (no per-step sync)
-                last = it == s.max_steps
+                last = it == s.max_steps or (out_of_time and it % r.log_every == 0)
                 boundary = last or it % r.log_every == 0 or it % r.eval_every == 0 or it % r.checkpoint_every == 0
                 stop_now = any_rank(stop.requested, d) if (d.enabled and boundary) else (stop.requested and not d.enabled)
                 if boundary or stop_now:
@@ -878,8 +908,12 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                     if last or it % r.checkpoint_every == 0 or stop_now:
                         checkpoint(it, batch_state, clock(), train_loss)
                     window = _Window(it)
+                    if d.enabled and s.max_seconds > 0:  # one clock for all ranks: the same lr, the same stop
+                        elapsed = all_reduce_mean(torch.tensor(clock(), device=device), d).item()
                 if stop_now:
                     raise TrainingInterrupted(it, run.latest if d.is_main else None, stop.signum)
+                if last:  # max_steps, or the time budget spent
+                    break
     except KeyboardInterrupt as err:
         if isinstance(err, TrainingInterrupted):
             raise

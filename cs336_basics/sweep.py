@@ -1,0 +1,486 @@
+# Hand-written plumbing (not exported from a notebook): `cs336 sweep`, a group of training runs from one spec file.
+"""A sweep: one base preset, named variants of it, one training run each, and their results kept.
+
+    $ cs336 sweep experiments/learning_rate.toml            # run (or finish) every variant
+    $ cs336 sweep experiments/learning_rate.toml --list     # the table of results, nothing run
+
+**The spec** is a TOML file; paths in it are relative to the current folder, as everywhere in ``cs336``::
+
+    group = "learning_rate"           # the handout's problem: runs/sweeps/<group>/, experiments/<group>/
+    base = "cpu"                      # configs/cpu.toml, or a path to a .toml preset
+    data = "data/english"             # optional: a folder with train.npy and valid.npy (+ valid.txt)
+    set = ["schedule.max_steps=2000"] # optional: --set overrides common to every variant
+
+    [variants]                        # name = that variant's overrides, applied after `set`
+    lr_1e-3 = ["optim.lr=1e-3"]
+    lr_3e-3 = ["optim.lr=3e-3"]
+    post_norm = ["model.norm=\\"post\\"", "optim.lr=1e-3"]
+
+Optional keys: ``valid_text`` (the validation text for bits per byte, when it is not ``data``/valid.txt)
+and ``runs`` (the parent of the run folders, default ``runs/sweeps``). Without ``data`` the runs read
+the preset's token files.
+
+**Each variant** trains with ``cs336 train --config BASE --set ...`` in a process of its own, into
+``runs/sweeps/<group>/<variant>/`` (its output goes to ``train.log`` there). On a CPU, up to
+``jobs`` runs go side by side (default: one per core) at ``run.num_threads=1`` each (a spec may set
+another count); on a GPU one after another. While they run, a short line per run reports its
+progress (read from its metrics.jsonl), so a notebook cell that calls ``run_sweep`` shows it too.
+
+**After each run** the sweep writes into its run folder ``eval.json`` (loss, perplexity and bits
+per byte on the whole validation file: ``pipeline.evaluate_run``, in the sweep's process, one
+run at a time; without a validation text, no bits per byte and a note saying so), ``env.json`` (``runtime.environment``: commit, CPU or GPU,
+threads, versions, date) and ``status.json`` (finished, diverged, interrupted or failed; steps,
+losses, wall-clock, the command), then copies those small files with config.toml and metrics.jsonl
+into ``experiments/<group>/<variant>/`` (never checkpoints or token files).
+
+**A diverging run is a result**: ``cs336 train`` stops on a NaN or infinite loss; the sweep records
+the run as diverged, with the step and the last finite training loss, and goes on with the others.
+
+**Running the same spec again** skips the finished and diverged runs, resumes the interrupted ones
+(``--resume``) and starts those that never saved a checkpoint (or failed). A variant whose settings
+differ from its run folder's config.toml is refused, before anything runs, with the differences
+named: delete that run folder to redo it, or give the new settings a new variant name. Ctrl-C stops
+every run at its next step with a checkpoint (status interrupted), so the same command resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from cs336_basics.files import atomic_write
+from cs336_basics.runs import RunFolder
+
+__all__ = ["SweepError", "Spec", "Plan", "load_spec", "plan_runs", "run_sweep", "sweep_results", "format_summary"]
+
+RESULT_FILES = ("config.toml", "metrics.jsonl", "eval.json", "env.json", "status.json")  # what experiments/ keeps
+DONE = ("finished", "diverged")  # statuses a re-run skips
+# [run] settings that change how fast a run goes or what it prints, not what it computes: not compared
+NOT_COMPARED = {"num_threads", "progress", "wandb", "wandb_project", "wandb_mode"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
+_DIVERGED = re.compile(r"cs336 train: error: (?:loss became \S+ at step (\d+)|the weights became NaN or infinite by step (\d+))")
+PROGRESS_EVERY_S = 10.0  # at most one progress line per run this often (validation results always show)
+
+
+class SweepError(Exception):
+    """A bad spec, or variants whose settings changed since their runs; the message says the fix."""
+
+
+@dataclass
+class Spec:
+    group: str
+    base: Path                              # the preset's TOML file
+    variants: dict[str, list[str]]          # name -> overrides
+    common: list[str] = field(default_factory=list)
+    data: Path | None = None
+    valid_text: Path | None = None
+    runs: Path = Path("runs/sweeps")
+    path: Path | None = None                # the spec file
+
+
+@dataclass
+class Plan:
+    """One variant's run: its overrides of the base preset and its folder."""
+    variant: str
+    overrides: list[str]
+    config: Any                             # config.TrainConfig
+    run: RunFolder
+    base: Path                              # the preset
+    state: str = "new"                      # new | resume | done
+
+    @property
+    def command(self) -> list[str]:
+        """The ``cs336 train`` command line of this run."""
+        return ["cs336", "train", "--config", str(self.base), *[a for o in self.overrides for a in ("--set", o)]]
+
+
+def load_spec(path: str | os.PathLike) -> Spec:
+    """Read and check a sweep spec (see the module's docstring for its keys)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"sweep spec {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise SweepError(f"sweep spec {path} is not valid TOML: {err}") from None
+    known = {"group", "base", "data", "valid_text", "set", "variants", "runs"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SweepError(f"{path}: unknown key {unknown[0]!r}; a spec has {', '.join(sorted(known))}")
+    for key in ("group", "base"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise SweepError(f"{path}: `{key} = \"...\"` is missing (e.g. group = \"learning_rate\", base = \"cpu\")")
+    if not _NAME.match(data["group"]):
+        raise SweepError(f"{path}: group {data['group']!r} must be a plain name (letters, digits, _ . + = -)")
+
+    def overrides(value: Any, where: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SweepError(f"{path}: {where} must be a list of \"section.key=value\" strings")
+        return list(value)
+
+    variants = data.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise SweepError(f"{path}: no [variants]; add e.g. `[variants]` and `lr_1e-3 = [\"optim.lr=1e-3\"]`")
+    for name in variants:
+        if not _NAME.match(name):
+            raise SweepError(f"{path}: variant name {name!r} must be a plain name (letters, digits, _ . + = -)")
+    from cs336_basics.pipeline import PipelineError, find_preset
+
+    try:
+        base = find_preset(data["base"])
+    except PipelineError as err:
+        raise SweepError(f"{path}: base: {err}") from None
+    data_dir = Path(data["data"]) if data.get("data") else None
+    valid_text = Path(data["valid_text"]) if data.get("valid_text") else None
+    if valid_text is None and data_dir is not None and (data_dir / "valid.txt").is_file():
+        valid_text = data_dir / "valid.txt"
+    return Spec(group=data["group"], base=base, variants={k: overrides(v, f"variant {k}") for k, v in variants.items()},
+                common=overrides(data.get("set", []), "set"), data=data_dir, valid_text=valid_text,
+                runs=Path(data.get("runs", "runs/sweeps")), path=path)
+
+
+def _uses_cuda(spec: Spec) -> bool:
+    from cs336_basics.config import ConfigError, load_config
+    from cs336_basics.runtime import resolve_device
+
+    try:
+        device = load_config(spec.base, spec.common).run.device
+        return resolve_device(device).type == "cuda"
+    except ConfigError as err:
+        raise SweepError(f"{spec.path}: set: {err}") from None
+
+
+def plan_runs(spec: Spec, cuda: bool | None = None) -> list[Plan]:
+    """Every variant's overrides, config and run folder, and what to do with it (new, resume, done).
+
+    Raises SweepError naming every variant whose settings differ from its run folder's config.toml.
+    """
+    from cs336_basics.config import ConfigError, load_config
+
+    cuda = _uses_cuda(spec) if cuda is None else cuda
+    defaults = ["run.progress=false"] + ([] if cuda else ["run.num_threads=1"])
+    plans, changed = [], []
+    for name, own in spec.variants.items():
+        run = RunFolder(spec.runs / spec.group / name)
+        forced = [f"run.out_dir={run.path}"]
+        if spec.data is not None:
+            forced += [f"data.train_tokens={spec.data / 'train.npy'}", f"data.valid_tokens={spec.data / 'valid.npy'}"]
+        overrides = defaults + spec.common + own + forced
+        try:
+            config = load_config(spec.base, overrides)
+        except ConfigError as err:
+            raise SweepError(f"variant {name}: {err}") from None
+        plan = Plan(name, overrides, config, run, spec.base)
+        if run.config.is_file():
+            differences = _differences(load_config(run.config), config)
+            if differences:
+                changed.append(f"{name} ({'; '.join(differences)})")
+                continue
+            status = _read_json(run.path / "status.json").get("status")
+            plan.state = "done" if status in DONE else ("resume" if run.latest.is_file() else "new")
+        plans.append(plan)
+    if changed:
+        raise SweepError(
+            f"the settings of {len(changed)} variant(s) changed since their runs in {spec.runs / spec.group}: "
+            + ", ".join(changed) + ". Delete a variant's run folder to run it again with the new settings, "
+            "or give the new settings a new variant name")
+    return plans
+
+
+def _differences(old, new) -> list[str]:
+    """'section.key: old -> new' for each setting that differs (NOT_COMPARED [run] keys aside)."""
+    found = []
+    a, b = dataclasses.asdict(old), dataclasses.asdict(new)
+    for section in b:
+        for key in b[section]:
+            if section == "run" and key in NOT_COMPARED:
+                continue
+            if a[section].get(key) != b[section][key]:
+                found.append(f"{section}.{key}: {a[section].get(key)!r} -> {b[section][key]!r}")
+    return found
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _metrics(run: RunFolder) -> list[dict[str, Any]]:
+    records = []
+    if run.metrics.is_file():
+        for line in run.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # a line being written
+                pass
+    return records
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# ------------------------------------------------------------------------------------ running
+class _Runner:
+    """Runs the plans, `jobs` at a time, and prints their progress to `out`."""
+
+    def __init__(self, spec: Spec, plans: list[Plan], jobs: int, experiments: Path, out: TextIO):
+        self.spec, self.plans, self.jobs, self.experiments, self.out = spec, plans, jobs, experiments, out
+        self.lock = threading.Lock()
+        self.eval_lock = threading.Lock()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.active: dict[str, tuple[Plan, float]] = {}  # variant -> (plan, when it started)
+        self.stopping = False
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            print(text, file=self.out, flush=True)
+
+    def _spawn(self, plan: Plan, args: list[str], log) -> int:
+        env = dict(os.environ)
+        threads = plan.config.run.num_threads
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        # a session of its own: a Ctrl-C in the terminal reaches the sweep, which passes it on once
+        proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        with self.lock:
+            self.procs[plan.variant] = proc
+        try:
+            return proc.wait()
+        finally:
+            with self.lock:
+                self.procs.pop(plan.variant, None)
+
+    def run_one(self, plan: Plan) -> dict[str, Any]:
+        if self.stopping:
+            return {}
+        from cs336_basics.runtime import environment
+
+        run = plan.run
+        run.path.mkdir(parents=True, exist_ok=True)
+        resume = plan.state == "resume"
+        atomic_write(run.path / "env.json", json.dumps(environment(plan.config.run.num_threads, plan.config.run.device),
+                                                       indent=1) + "\n")
+        train_args = ["-m", "cs336_basics.cli", "train", "--config", str(plan.base),
+                      *[a for o in plan.overrides for a in ("--set", o)]] + (["--resume"] if resume else [])
+        with self.lock:
+            self.active[plan.variant] = (plan, time.perf_counter())
+        self.say(f"{plan.variant}: {'resuming' if resume else 'starting'}")
+        log_path = run.path / "train.log"
+        try:
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"$ {shlex.join(['python', *train_args])}\n")
+                log.flush()
+                rc = self._spawn(plan, train_args, log)
+        finally:
+            with self.lock:
+                self.active.pop(plan.variant, None)
+        status = self._status(plan, rc, log_path)
+        if status["status"] == "finished":
+            self._evaluate(plan, status)
+        else:
+            run.eval.unlink(missing_ok=True)  # (an eval.json of an earlier, finished, run of other settings)
+        atomic_write(run.path / "status.json", json.dumps(status, indent=1) + "\n")
+        self._keep(plan)
+        self.say(f"{plan.variant}: {_describe(status)}")
+        return status
+
+    def _status(self, plan: Plan, rc: int, log_path: Path) -> dict[str, Any]:
+        records = _metrics(plan.run)
+        trained = [r for r in records if "train/loss" in r]
+        finite = [r for r in trained if _finite(r["train/loss"])]
+        vals = [r for r in records if _finite(r.get("val/loss"))]
+        status = {
+            "group": self.spec.group, "variant": plan.variant, "status": "finished",
+            "step": records[-1]["step"] if records else 0, "max_steps": plan.config.schedule.max_steps,
+            "train_loss": finite[-1]["train/loss"] if finite else None,
+            "val_loss": vals[-1]["val/loss"] if vals else None, "bits_per_byte": None,
+            "wallclock_s": records[-1].get("wallclock_s") if records else None,
+            "command": shlex.join(plan.command), "message": "",
+        }
+        if rc == 0:
+            return status
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        errors = [ln for ln in lines if ln.startswith("cs336 train:")]
+        message = errors[-1] if errors else (lines[-1] if lines else f"exit status {rc}")
+        status["message"] = message.removeprefix("cs336 train: ").removeprefix("error: ")
+        diverged = _DIVERGED.search(message)
+        if diverged:
+            status |= {"status": "diverged", "step": int(diverged.group(1) or diverged.group(2)),
+                       "last_finite_loss": status["train_loss"], "val_loss": None}
+        elif rc in (128 + signal.SIGINT, 128 + signal.SIGTERM) or self.stopping:
+            status["status"] = "interrupted"
+        else:
+            status["status"] = "failed"
+            status["message"] += f" (exit status {rc}; see {log_path})"
+        return status
+
+    def _evaluate(self, plan: Plan, status: dict[str, Any]) -> None:
+        """eval.json in the run folder (one evaluation at a time: each sets torch's thread count to the run's)."""
+        from cs336_basics.pipeline import evaluate_run
+
+        valid_text = str(self.spec.valid_text) if self.spec.valid_text is not None else None
+        try:
+            with self.eval_lock:
+                scores = evaluate_run(plan.run.path, plan.config.data.valid_tokens, valid_text)
+        except Exception as err:  # a result like any other: recorded, and the sweep goes on
+            status["message"] = f"the evaluation failed: {type(err).__name__}: {err}"
+            return
+        atomic_write(plan.run.eval, json.dumps(scores, indent=1) + "\n")
+        status["val_loss"], status["bits_per_byte"] = scores["val_loss"], scores["bits_per_byte"]
+        if scores.get("note"):
+            status["message"] = scores["note"]
+
+    def _keep(self, plan: Plan) -> None:
+        """The run's small files into experiments/<group>/<variant>/."""
+        dest = self.experiments / self.spec.group / plan.variant
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in RESULT_FILES:
+            source = plan.run.path / name
+            if source.is_file():
+                atomic_write(dest / name, source.read_bytes())
+            else:
+                (dest / name).unlink(missing_ok=True)
+
+    def watch(self, positions: dict[str, tuple[int, float]]) -> None:
+        """Print new progress of each active run (at most one line per PROGRESS_EVERY_S, but every evaluation)."""
+        with self.lock:
+            active = list(self.active.values())
+        for plan, started in active:
+            seen, last_print = positions.get(plan.variant, (0, 0.0))
+            records = _metrics(plan.run)
+            new = [r for r in records if r.get("step", 0) > seen and "train/loss" in r]
+            if not new:
+                continue
+            now = time.perf_counter()
+            shown = [r for r in new if "val/loss" in r]
+            if not shown and now - last_print >= PROGRESS_EVERY_S:
+                shown = new[-1:]
+            for r in shown:
+                val = f"  val {r['val/loss']:.3f}" if "val/loss" in r else ""
+                self.say(f"{plan.variant}: step {r['step']:>6}/{plan.config.schedule.max_steps}  "
+                         f"loss {r['train/loss']:.3f}{val}  lr {r['lr']:.1e}  {r.get('wallclock_s', 0):.1f} s")
+            positions[plan.variant] = (new[-1]["step"], now if shown else last_print)
+
+    def interrupt(self) -> None:
+        """Ask every run to stop at its next step (each saves a checkpoint); start no more."""
+        self.stopping = True
+        with self.lock:
+            procs = list(self.procs.values())
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+
+
+def _describe(status: dict[str, Any]) -> str:
+    what = status["status"]
+    if what == "diverged":
+        loss = status.get("last_finite_loss")
+        return f"diverged at step {status['step']} (last finite loss {loss:.3f})" if loss is not None else \
+            f"diverged at step {status['step']}"
+    if what == "finished":
+        val = f", val loss {status['val_loss']:.3f}" if status.get("val_loss") is not None else ""
+        bpb = f", {status['bits_per_byte']:.3f} bits/byte" if status.get("bits_per_byte") is not None else ""
+        return f"finished at step {status['step']}{val}{bpb}"
+    return f"{what} at step {status['step']}: {status.get('message', '')}"
+
+
+def default_jobs() -> int:
+    """One run per core the process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_sweep(spec_path: str | os.PathLike, jobs: int | None = None, experiments: str | os.PathLike = "experiments",
+              out: TextIO | None = None) -> list[dict[str, Any]]:
+    """Run (or finish) every variant of the spec; print progress and a summary to ``out`` (stdout).
+
+    Returns each variant's status record. Raises SweepError for a bad spec or changed variants,
+    KeyboardInterrupt after Ctrl-C once every run has saved its checkpoint.
+    """
+    out = out or sys.stdout
+    spec = load_spec(spec_path)
+    cuda = _uses_cuda(spec)
+    plans = plan_runs(spec, cuda)
+    todo = [p for p in plans if p.state != "done"]
+    for p in plans:
+        if p.state == "done":
+            print(f"{p.variant}: skipped ({_read_json(p.run.path / 'status.json').get('status')} before)", file=out)
+    if jobs is not None and jobs < 1:
+        raise SweepError(f"--jobs {jobs} must be at least 1")
+    if cuda:
+        if jobs not in (None, 1):
+            print(f"note: on a GPU the runs go one after another (--jobs {jobs} ignored)", file=out)
+        jobs = 1
+    jobs = max(1, min(jobs or default_jobs(), len(todo) or 1))
+    runner = _Runner(spec, plans, jobs, Path(experiments), out)
+    if todo:
+        print(f"sweep {spec.group}: {len(todo)} run(s), {jobs} at a time, in {spec.runs / spec.group}", file=out, flush=True)
+    interrupted = False
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(runner.run_one, p) for p in todo]
+        positions: dict[str, tuple[int, float]] = {}
+        while not all(f.done() for f in futures):
+            try:
+                time.sleep(0.5)
+                runner.watch(positions)
+            except KeyboardInterrupt:
+                if interrupted:  # a second Ctrl-C: stop the runs at once (they still save)
+                    runner.interrupt()
+                    continue
+                interrupted = True
+                print("Ctrl-C: every run saves a checkpoint and stops; the same command resumes them", file=out, flush=True)
+                runner.interrupt()
+        for f in futures:
+            f.result()  # an error in the sweep itself (not in a run) surfaces here
+    results = sweep_results(spec, experiments)
+    print(format_summary(spec.group, results), file=out, flush=True)
+    if interrupted:
+        raise KeyboardInterrupt
+    return results
+
+
+def sweep_results(spec: Spec | str | os.PathLike, experiments: str | os.PathLike = "experiments") -> list[dict[str, Any]]:
+    """Each variant's status record: from its run folder, else from experiments/<group>/<variant>/,
+    else what its run folder shows (interrupted at step N, or not run)."""
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    results = []
+    for name in spec.variants:
+        run = RunFolder(spec.runs / spec.group / name)
+        status = _read_json(run.path / "status.json") or _read_json(Path(experiments) / spec.group / name / "status.json")
+        if not status:
+            records = _metrics(run)
+            status = {"variant": name, "status": "interrupted" if run.latest.is_file() else "not run",
+                      "step": records[-1]["step"] if records else 0,
+                      "wallclock_s": records[-1].get("wallclock_s") if records else None}
+        results.append(status)
+    return results
+
+
+def format_summary(group: str, results: list[dict[str, Any]]) -> str:
+    """A table: variant, status, steps, final validation loss, bits per byte, wall-clock."""
+    def num(x: Any, fmt: str) -> str:
+        return format(x, fmt) if _finite(x) else "-"
+    rows = [(r.get("variant", "?"), r.get("status", "?"), str(r.get("step", "-")), num(r.get("val_loss"), ".4f"),
+             num(r.get("bits_per_byte"), ".4f"), num(r.get("wallclock_s"), ".1f")) for r in results]
+    head = ("variant", "status", "steps", "val loss", "bits/byte", "wall-clock s")
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+    lines = [f"sweep {group}:", "  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
