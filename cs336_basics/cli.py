@@ -444,40 +444,58 @@ def _run_plot(args) -> int:
 
 
 # ---------------------------------------------------------------- sweep (experiments issue)
-SWEEP_SPEC_EXAMPLE = """a spec (TOML; paths relative to the current folder):
+SWEEP_DESCRIPTION = (
+    "Train each variant of SPEC (a base preset and named --set overrides) with `cs336 train`, in a "
+    "process of its own, into runs/sweeps/GROUP/VARIANT/: on a CPU several side by side at one thread "
+    "each (--jobs), on a GPU one after another. A line per run reports its progress.",
+    "After each run its folder gets eval.json (loss, perplexity and bits per byte on the whole "
+    "validation file), env.json (commit, machine, threads, versions) and status.json (finished, "
+    "diverged, interrupted or failed; steps, losses, wall-clock); those and config.toml and "
+    "metrics.jsonl (never checkpoints or token files) are copied to EXPERIMENTS/GROUP/VARIANT/. A run "
+    "that diverges (NaN or infinite loss) is recorded as diverged, with its step and last finite "
+    "loss, and the sweep goes on. A table of results ends the output.",
+    "Running the same command again skips finished and diverged runs, resumes interrupted ones and "
+    "starts the rest; a variant whose settings changed since its run is refused before anything runs "
+    "(delete its run folder, or give it a new name). Ctrl-C stops every run with a checkpoint (exit "
+    "status 130), to resume later. Exit status: 0 when every run finished or diverged, 1 when one "
+    "failed or was interrupted, 2 for a bad spec.",
+)
+SWEEP_EPILOG = """examples:
+  cs336 sweep lr.toml            # run every variant (again: skip, resume, finish)
+  cs336 sweep lr.toml --jobs 2   # two runs side by side
+  cs336 sweep lr.toml --list     # the table of results so far; nothing runs
 
-  group = "learning_rate"            # runs/sweeps/<group>/<variant>/, experiments/<group>/<variant>/
-  base = "cpu"                       # configs/cpu.toml or a path to a preset
-  data = "data/english"              # optional: train.npy, valid.npy (+ valid.txt for bits per byte)
-  set = ["schedule.max_steps=2000"]  # optional: overrides common to every variant
-  # valid_text = "path/valid.txt"    # optional: the validation text, when not DATA/valid.txt
-  # runs = "runs/sweeps"             # optional: the parent of the run folders
+a spec, e.g. lr.toml (TOML; paths relative to the current folder):
 
-  [variants]                         # name = its overrides (after `set`)
+  group = "learning_rate"  # runs/sweeps/learning_rate/VARIANT/
+  base = "cpu"             # configs/cpu.toml, or a path to a preset .toml
+  set = ["schedule.max_steps=1200", "run.eval_every=300"]  # for every variant
+  # optional:
+  # data = "data/english"  # train.npy, valid.npy in it or in its tokens/
+  # valid_text = "../shared/data/english/valid.txt"  # else DATA/valid.txt
+  # runs = "runs/sweeps"   # the parent of the run folders
+
+  [variants]               # NAME = its overrides (after `set`)
   lr_1e-3 = ["optim.lr=1e-3"]
   lr_3e-3 = ["optim.lr=3e-3"]
+  lr_1e-2 = ["optim.lr=1e-2"]
 """
 
 
 def _add_sweep(sub) -> None:
+    import textwrap
+
     p = sub.add_parser(
         "sweep",
         help="train every variant of a sweep spec (a base preset + named overrides) and keep the results",
-        description="Train each variant of SPEC with `cs336 train` in a process of its own, into "
-        "runs/sweeps/GROUP/VARIANT/: on a CPU several side by side at one thread each, on a GPU one after "
-        "another, with a progress line per run. After each run: eval.json (loss and bits per byte on the "
-        "whole validation file), env.json (commit, machine, versions) and status.json (finished, diverged, "
-        "interrupted or failed) in its folder, and its small files (config.toml, metrics.jsonl and those) "
-        "copied to EXPERIMENTS/GROUP/VARIANT/. A diverging run is recorded as diverged and the sweep goes "
-        "on. Running the same command again skips finished and diverged runs and resumes interrupted ones; "
-        "a variant whose settings changed since its run is refused. A table of results ends the output.",
-        epilog=SWEEP_SPEC_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="\n\n".join(textwrap.fill(paragraph, 78) for paragraph in SWEEP_DESCRIPTION),
+        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("spec", metavar="SPEC.toml", help="the sweep spec")
+    p.add_argument("spec", metavar="SPEC.toml", help="the sweep spec (see below)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="runs side by side on a CPU (default: one per core; on a GPU always 1)")
     p.add_argument("--experiments", default="experiments", metavar="DIR",
-                   help="where the results are copied (default: experiments/)")
+                   help="where the small result files are copied (default: experiments/)")
     p.add_argument("--list", action="store_true", help="print the table of results so far; run nothing")
     p.set_defaults(func=_run_sweep)
 
@@ -493,6 +511,10 @@ def _run_sweep(args) -> int:
         results = run_sweep(args.spec, jobs=args.jobs, experiments=args.experiments)
     except SweepError as err:
         raise CLIError(str(err)) from None
+    except OSError as err:  # a full disk or a read-only folder: the file it could not write
+        from cs336_basics.files import describe_os_error
+
+        raise CLIError(describe_os_error(err)) from None
     except KeyboardInterrupt:
         return 130
     return 1 if any(r.get("status") in ("failed", "interrupted") for r in results) else 0

@@ -8,17 +8,18 @@
 
     group = "learning_rate"           # the handout's problem: runs/sweeps/<group>/, experiments/<group>/
     base = "cpu"                      # configs/cpu.toml, or a path to a .toml preset
-    data = "data/english"             # optional: a folder with train.npy and valid.npy (+ valid.txt)
+    data = "data/english"             # optional: train.npy and valid.npy in it or its tokens/ (+ valid.txt)
     set = ["schedule.max_steps=2000"] # optional: --set overrides common to every variant
 
     [variants]                        # name = that variant's overrides, applied after `set`
     lr_1e-3 = ["optim.lr=1e-3"]
     lr_3e-3 = ["optim.lr=3e-3"]
-    post_norm = ["model.norm=\\"post\\"", "optim.lr=1e-3"]
+    post_norm = ["model.norm=post", "optim.lr=1e-3"]
 
 Optional keys: ``valid_text`` (the validation text for bits per byte, when it is not ``data``/valid.txt)
 and ``runs`` (the parent of the run folders, default ``runs/sweeps``). Without ``data`` the runs read
-the preset's token files.
+the preset's token files. The token files must exist before a run starts (``cs336 prepare PRESET``
+writes them where a preset looks, in ``data/NAME/tokens/``, which ``data = "data/NAME"`` finds too).
 
 **Each variant** trains with ``cs336 train --config BASE --set ...`` in a process of its own, into
 ``runs/sweeps/<group>/<variant>/`` (its output goes to ``train.log`` there). On a CPU, up to
@@ -31,7 +32,8 @@ per byte on the whole validation file: ``pipeline.evaluate_run``, in the sweep's
 run at a time; without a validation text, no bits per byte and a note saying so), ``env.json`` (``runtime.environment``: commit, CPU or GPU,
 threads, versions, date) and ``status.json`` (finished, diverged, interrupted or failed; steps,
 losses, wall-clock, the command), then copies those small files with config.toml and metrics.jsonl
-into ``experiments/<group>/<variant>/`` (never checkpoints or token files).
+into ``experiments/<group>/<variant>/`` (never checkpoints or token files; a run skipped as done has
+its files copied too, so another ``--experiments`` folder gets every result).
 
 **A diverging run is a result**: ``cs336 train`` stops on a NaN or infinite loss; the sweep records
 the run as diverged, with the step and the last finite training loss, and goes on with the others.
@@ -39,8 +41,9 @@ the run as diverged, with the step and the last finite training loss, and goes o
 **Running the same spec again** skips the finished and diverged runs, resumes the interrupted ones
 (``--resume``) and starts those that never saved a checkpoint (or failed). A variant whose settings
 differ from its run folder's config.toml is refused, before anything runs, with the differences
-named: delete that run folder to redo it, or give the new settings a new variant name. Ctrl-C stops
-every run at its next step with a checkpoint (status interrupted), so the same command resumes.
+named: delete that run folder to redo it, or give the new settings a new variant name. Ctrl-C (or
+SIGTERM) stops every run at its next step with a checkpoint (status interrupted), so the same command
+resumes. One sweep of a group runs at a time (a second one is refused, naming the first's process).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ import sys
 import threading
 import time
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -67,12 +71,14 @@ from cs336_basics.runs import RunFolder
 
 __all__ = ["SweepError", "Spec", "Plan", "load_spec", "plan_runs", "run_sweep", "sweep_results", "format_summary"]
 
+SPEC_KEYS = ("group", "base", "data", "valid_text", "set", "runs", "variants")
 RESULT_FILES = ("config.toml", "metrics.jsonl", "eval.json", "env.json", "status.json")  # what experiments/ keeps
 DONE = ("finished", "diverged")  # statuses a re-run skips
 # [run] settings that change how fast a run goes or what it prints, not what it computes: not compared
 NOT_COMPARED = {"num_threads", "progress", "wandb", "wandb_project", "wandb_mode"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 _DIVERGED = re.compile(r"cs336 train: error: (?:loss became \S+ at step (\d+)|the weights became NaN or infinite by step (\d+))")
+POLL_S = 0.5  # how often the sweep looks at its runs' metrics.jsonl
 PROGRESS_EVERY_S = 10.0  # at most one progress line per run this often (validation results always show)
 
 
@@ -109,21 +115,29 @@ class Plan:
 
 
 def load_spec(path: str | os.PathLike) -> Spec:
-    """Read and check a sweep spec (see the module's docstring for its keys)."""
+    """Read and check a sweep spec (see the module's docstring for its keys).
+
+    Nothing is looked up but the preset: the data may be absent (``--list`` on a fresh clone reads
+    the results in experiments/); ``run_sweep`` checks it before it starts a run.
+    """
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"sweep spec {str(path)!r} does not exist")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        raise SweepError(f"sweep spec {path} is not valid TOML: {err}") from None
-    known = {"group", "base", "data", "valid_text", "set", "variants", "runs"}
-    unknown = sorted(set(data) - known)
+        raise SweepError(f"{path}: not valid TOML: {err}") from None
+    unknown = sorted(set(data) - set(SPEC_KEYS))
     if unknown:
-        raise SweepError(f"{path}: unknown key {unknown[0]!r}; a spec has {', '.join(sorted(known))}")
+        raise SweepError(f"{path}: unknown key {unknown[0]!r}; a spec has {', '.join(SPEC_KEYS)}")
+    examples = {"group": "learning_rate", "base": "cpu"}
     for key in ("group", "base"):
         if not isinstance(data.get(key), str) or not data[key]:
-            raise SweepError(f"{path}: `{key} = \"...\"` is missing (e.g. group = \"learning_rate\", base = \"cpu\")")
+            raise SweepError(f"{path}: `{key} = \"...\"` is missing (e.g. {key} = \"{examples[key]}\"), "
+                             "above [variants]")
+    for key in ("data", "valid_text", "runs"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise SweepError(f"{path}: {key} must be a path in quotes, e.g. {key} = \"data/english\"")
     if not _NAME.match(data["group"]):
         raise SweepError(f"{path}: group {data['group']!r} must be a plain name (letters, digits, _ . + = -)")
 
@@ -136,6 +150,9 @@ def load_spec(path: str | os.PathLike) -> Spec:
     if not isinstance(variants, dict) or not variants:
         raise SweepError(f"{path}: no [variants]; add e.g. `[variants]` and `lr_1e-3 = [\"optim.lr=1e-3\"]`")
     for name in variants:
+        if name in SPEC_KEYS:  # a top-level key written below [variants] lands in it
+            raise SweepError(f"{path}: {name!r} is in [variants]: move `{name} = ...` above the [variants] line "
+                             "(or give that variant another name)")
         if not _NAME.match(name):
             raise SweepError(f"{path}: variant name {name!r} must be a plain name (letters, digits, _ . + = -)")
     from cs336_basics.pipeline import PipelineError, find_preset
@@ -144,13 +161,22 @@ def load_spec(path: str | os.PathLike) -> Spec:
         base = find_preset(data["base"])
     except PipelineError as err:
         raise SweepError(f"{path}: base: {err}") from None
-    data_dir = Path(data["data"]) if data.get("data") else None
-    valid_text = Path(data["valid_text"]) if data.get("valid_text") else None
+    data_dir = Path(data["data"]) if "data" in data else None
+    valid_text = Path(data["valid_text"]) if "valid_text" in data else None
     if valid_text is None and data_dir is not None and (data_dir / "valid.txt").is_file():
         valid_text = data_dir / "valid.txt"
     return Spec(group=data["group"], base=base, variants={k: overrides(v, f"variant {k}") for k, v in variants.items()},
                 common=overrides(data.get("set", []), "set"), data=data_dir, valid_text=valid_text,
                 runs=Path(data.get("runs", "runs/sweeps")), path=path)
+
+
+def _token_folder(data_dir: Path) -> Path:
+    """Where a spec's ``data`` folder keeps its token files: the folder itself, or its tokens/ (the
+    layout of `cs336 prepare` and of a pipeline run folder) when only that one holds them."""
+    tokens = data_dir / "tokens"
+    if not (data_dir / "train.npy").is_file() and (tokens / "train.npy").is_file():
+        return tokens
+    return data_dir
 
 
 def _uses_cuda(spec: Spec) -> bool:
@@ -178,7 +204,8 @@ def plan_runs(spec: Spec, cuda: bool | None = None) -> list[Plan]:
         run = RunFolder(spec.runs / spec.group / name)
         forced = [f"run.out_dir={run.path}"]
         if spec.data is not None:
-            forced += [f"data.train_tokens={spec.data / 'train.npy'}", f"data.valid_tokens={spec.data / 'valid.npy'}"]
+            tokens = _token_folder(spec.data)
+            forced += [f"data.train_tokens={tokens / 'train.npy'}", f"data.valid_tokens={tokens / 'valid.npy'}"]
         overrides = defaults + spec.common + own + forced
         try:
             config = load_config(spec.base, overrides)
@@ -186,17 +213,24 @@ def plan_runs(spec: Spec, cuda: bool | None = None) -> list[Plan]:
             raise SweepError(f"variant {name}: {err}") from None
         plan = Plan(name, overrides, config, run, spec.base)
         if run.config.is_file():
-            differences = _differences(load_config(run.config), config)
+            try:
+                before = load_config(run.config)
+            except ConfigError as err:  # damaged, or written by a version with other settings
+                raise SweepError(f"variant {name}: its run folder's {run.config} cannot be read ({err}); delete "
+                                 f"{run.path} to run it again") from None
+            differences = _differences(before, config)
             if differences:
-                changed.append(f"{name} ({'; '.join(differences)})")
+                changed.append((name, run.path, differences))
                 continue
             status = _read_json(run.path / "status.json").get("status")
             plan.state = "done" if status in DONE else ("resume" if run.latest.is_file() else "new")
         plans.append(plan)
     if changed:
+        what = ", ".join(f"{name} ({'; '.join(diff)})" for name, _, diff in changed)
+        folders = " ".join(str(folder) for _, folder, _ in changed)
         raise SweepError(
-            f"the settings of {len(changed)} variant(s) changed since their runs in {spec.runs / spec.group}: "
-            + ", ".join(changed) + ". Delete a variant's run folder to run it again with the new settings, "
+            f"variant{'s' if len(changed) > 1 else ''} {what}: settings changed since the run; nothing was run. "
+            f"Delete {folders} to run {'them' if len(changed) > 1 else 'it'} again with the new settings, "
             "or give the new settings a new variant name")
     return plans
 
@@ -238,29 +272,32 @@ def _finite(x: Any) -> bool:
 
 # ------------------------------------------------------------------------------------ running
 class _Runner:
-    """Runs the plans, `jobs` at a time, and prints their progress to `out`."""
+    """Runs plans (run_one, from worker threads), prints their progress to `out`, stops them (interrupt)."""
 
-    def __init__(self, spec: Spec, plans: list[Plan], jobs: int, experiments: Path, out: TextIO):
-        self.spec, self.plans, self.jobs, self.experiments, self.out = spec, plans, jobs, experiments, out
-        self.lock = threading.Lock()
+    def __init__(self, spec: Spec, experiments: Path, out: TextIO):
+        self.spec, self.experiments, self.out = spec, experiments, out
+        self.lock = threading.RLock()  # (re-entered when a Ctrl-C lands while the main thread prints)
         self.eval_lock = threading.Lock()
         self.procs: dict[str, subprocess.Popen] = {}
-        self.active: dict[str, tuple[Plan, float]] = {}  # variant -> (plan, when it started)
+        self.active: dict[str, tuple[Plan, int]] = {}  # variant -> (plan, the step it started from)
         self.stopping = False
 
     def say(self, text: str) -> None:
         with self.lock:
             print(text, file=self.out, flush=True)
 
-    def _spawn(self, plan: Plan, args: list[str], log) -> int:
+    def _spawn(self, plan: Plan, args: list[str], log) -> int | None:
+        """Run ``python ARGS`` with its output to ``log``; its exit status (None: not started, the sweep stops)."""
         env = dict(os.environ)
         threads = plan.config.run.num_threads
         if threads:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        # a session of its own: a Ctrl-C in the terminal reaches the sweep, which passes it on once
-        proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-        with self.lock:
+        with self.lock:  # (so that interrupt() either sees this process or stops it from starting)
+            if self.stopping:
+                return None
+            # a session of its own: a Ctrl-C in the terminal reaches the sweep, which passes it on once
+            proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
             self.procs[plan.variant] = proc
         try:
             return proc.wait()
@@ -280,19 +317,24 @@ class _Runner:
                                                        indent=1) + "\n")
         train_args = ["-m", "cs336_basics.cli", "train", "--config", str(plan.base),
                       *[a for o in plan.overrides for a in ("--set", o)]] + (["--resume"] if resume else [])
+        records = _metrics(run) if resume else []
+        start = records[-1]["step"] if records else 0
         with self.lock:
-            self.active[plan.variant] = (plan, time.perf_counter())
-        self.say(f"{plan.variant}: {'resuming' if resume else 'starting'}")
+            self.active[plan.variant] = (plan, start)
+        self.say(f"{plan.variant}: {f'resuming from step {start}' if resume else 'starting'}")
         log_path = run.path / "train.log"
         try:
-            with open(log_path, "a", encoding="utf-8") as log:
-                log.write(f"$ {shlex.join(['python', *train_args])}\n")
+            with open(log_path, "ab") as log:  # (every attempt's output, one after another)
+                log.write(f"$ {shlex.join(['python', *train_args])}\n".encode())
                 log.flush()
+                offset = log.tell()  # this attempt's output starts here
                 rc = self._spawn(plan, train_args, log)
         finally:
             with self.lock:
                 self.active.pop(plan.variant, None)
-        status = self._status(plan, rc, log_path)
+        if rc is None:  # the sweep was stopped before this run started
+            return {}
+        status = self._status(plan, rc, log_path, offset)
         if status["status"] == "finished":
             self._evaluate(plan, status)
         else:
@@ -302,7 +344,8 @@ class _Runner:
         self.say(f"{plan.variant}: {_describe(status)}")
         return status
 
-    def _status(self, plan: Plan, rc: int, log_path: Path) -> dict[str, Any]:
+    def _status(self, plan: Plan, rc: int, log_path: Path, offset: int = 0) -> dict[str, Any]:
+        """The run's status record from its exit status, metrics.jsonl and its output (from ``offset``)."""
         records = _metrics(plan.run)
         trained = [r for r in records if "train/loss" in r]
         finite = [r for r in trained if _finite(r["train/loss"])]
@@ -317,19 +360,26 @@ class _Runner:
         }
         if rc == 0:
             return status
-        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        status["val_loss"] = None  # (the column of results: only a finished run's)
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            lines = [ln for ln in log.read().decode("utf-8", errors="replace").splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("cs336 train:")]
         message = errors[-1] if errors else (lines[-1] if lines else f"exit status {rc}")
         status["message"] = message.removeprefix("cs336 train: ").removeprefix("error: ")
         diverged = _DIVERGED.search(message)
         if diverged:
             status |= {"status": "diverged", "step": int(diverged.group(1) or diverged.group(2)),
-                       "last_finite_loss": status["train_loss"], "val_loss": None}
-        elif rc in (128 + signal.SIGINT, 128 + signal.SIGTERM) or self.stopping:
+                       "last_finite_loss": status["train_loss"]}
+        elif rc in (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM) or self.stopping:
             status["status"] = "interrupted"
+            status["message"] = ("checkpoint saved; the same command resumes it" if plan.run.latest.is_file()
+                                 else "stopped before its first checkpoint; the same command starts it again")
         else:
             status["status"] = "failed"
-            status["message"] += f" (exit status {rc}; see {log_path})"
+            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals() else \
+                f"exit status {rc}"
+            status["message"] += f" ({how}; see {log_path})"
         return status
 
     def _evaluate(self, plan: Plan, status: dict[str, Any]) -> None:
@@ -349,22 +399,24 @@ class _Runner:
             status["message"] = scores["note"]
 
     def _keep(self, plan: Plan) -> None:
-        """The run's small files into experiments/<group>/<variant>/."""
+        """The run's small files into experiments/<group>/<variant>/ (a file already there as it is: left alone)."""
         dest = self.experiments / self.spec.group / plan.variant
         dest.mkdir(parents=True, exist_ok=True)
         for name in RESULT_FILES:
-            source = plan.run.path / name
+            source, copy = plan.run.path / name, dest / name
             if source.is_file():
-                atomic_write(dest / name, source.read_bytes())
+                data = source.read_bytes()
+                if not copy.is_file() or copy.read_bytes() != data:
+                    atomic_write(copy, data)
             else:
-                (dest / name).unlink(missing_ok=True)
+                copy.unlink(missing_ok=True)
 
     def watch(self, positions: dict[str, tuple[int, float]]) -> None:
         """Print new progress of each active run (at most one line per PROGRESS_EVERY_S, but every evaluation)."""
         with self.lock:
             active = list(self.active.values())
-        for plan, started in active:
-            seen, last_print = positions.get(plan.variant, (0, 0.0))
+        for plan, start in active:
+            seen, last_print = positions.get(plan.variant, (start, 0.0))
             records = _metrics(plan.run)
             new = [r for r in records if r.get("step", 0) > seen and "train/loss" in r]
             if not new:
@@ -381,8 +433,8 @@ class _Runner:
 
     def interrupt(self) -> None:
         """Ask every run to stop at its next step (each saves a checkpoint); start no more."""
-        self.stopping = True
         with self.lock:
+            self.stopping = True
             procs = list(self.procs.values())
         for proc in procs:
             if proc.poll() is None:
@@ -399,7 +451,7 @@ def _describe(status: dict[str, Any]) -> str:
         val = f", val loss {status['val_loss']:.3f}" if status.get("val_loss") is not None else ""
         bpb = f", {status['bits_per_byte']:.3f} bits/byte" if status.get("bits_per_byte") is not None else ""
         return f"finished at step {status['step']}{val}{bpb}"
-    return f"{what} at step {status['step']}: {status.get('message', '')}"
+    return f"{what} at step {status['step']} ({status.get('message', '')})"
 
 
 def default_jobs() -> int:
@@ -411,44 +463,87 @@ def run_sweep(spec_path: str | os.PathLike, jobs: int | None = None, experiments
               out: TextIO | None = None) -> list[dict[str, Any]]:
     """Run (or finish) every variant of the spec; print progress and a summary to ``out`` (stdout).
 
-    Returns each variant's status record. Raises SweepError for a bad spec or changed variants,
-    KeyboardInterrupt after Ctrl-C once every run has saved its checkpoint.
+    Returns each variant's status record. Raises SweepError for a bad spec, changed variants, missing
+    token files or another sweep of the same group running; KeyboardInterrupt after Ctrl-C (or SIGTERM)
+    once every run has saved its checkpoint.
     """
+    from cs336_basics.runs import RunInUse, run_lock
+
     out = out or sys.stdout
+    if jobs is not None and jobs < 1:
+        raise SweepError(f"--jobs {jobs} must be at least 1")
     spec = load_spec(spec_path)
     cuda = _uses_cuda(spec)
-    plans = plan_runs(spec, cuda)
+    # a bad variant, changed settings or missing token files: refused before anything is written
+    _check_inputs(spec, [p for p in plan_runs(spec, cuda) if p.state != "done"])
+    with ExitStack() as stack:
+        try:  # one sweep of a group at a time (runs/sweeps/<group>/.lock)
+            stack.enter_context(run_lock(spec.runs / spec.group))
+        except RunInUse as err:
+            raise SweepError(f"another sweep of {spec.group} is running: {err}") from None
+        plans = plan_runs(spec, cuda)  # (again, now that no other sweep can change the folders)
+        return _run_plans(spec, plans, cuda, jobs, Path(experiments), out)
+
+
+def _check_inputs(spec: Spec, todo: list[Plan]) -> None:
+    """The token files (and validation text) the runs to do will read exist, or a SweepError saying what to do."""
+    for plan in todo:
+        for key in ("train_tokens", "valid_tokens"):
+            path = Path(getattr(plan.config.data, key))
+            if not path.is_file():
+                how = (f"point `data` in {spec.path} at a folder that holds train.npy and valid.npy" if spec.data
+                       else f"make them first (`cs336 prepare {spec.base.stem}`), or set `data` in {spec.path}")
+                raise SweepError(f"{path} does not exist (data.{key} of variant {plan.variant}); {how}")
+    if todo and spec.valid_text is not None and not spec.valid_text.is_file():
+        raise SweepError(f"{spec.path}: valid_text {str(spec.valid_text)!r} does not exist")
+
+
+def _run_plans(spec: Spec, plans: list[Plan], cuda: bool, jobs: int | None, experiments: Path,
+               out: TextIO) -> list[dict[str, Any]]:
     todo = [p for p in plans if p.state != "done"]
+    runner = _Runner(spec, experiments, out)
     for p in plans:
         if p.state == "done":
             print(f"{p.variant}: skipped ({_read_json(p.run.path / 'status.json').get('status')} before)", file=out)
-    if jobs is not None and jobs < 1:
-        raise SweepError(f"--jobs {jobs} must be at least 1")
+            runner._keep(p)  # (into this --experiments folder too; files already there as they are: untouched)
     if cuda:
         if jobs not in (None, 1):
             print(f"note: on a GPU the runs go one after another (--jobs {jobs} ignored)", file=out)
         jobs = 1
     jobs = max(1, min(jobs or default_jobs(), len(todo) or 1))
-    runner = _Runner(spec, plans, jobs, Path(experiments), out)
     if todo:
         print(f"sweep {spec.group}: {len(todo)} run(s), {jobs} at a time, in {spec.runs / spec.group}", file=out, flush=True)
     interrupted = False
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(runner.run_one, p) for p in todo]
-        positions: dict[str, tuple[int, float]] = {}
-        while not all(f.done() for f in futures):
-            try:
-                time.sleep(0.5)
-                runner.watch(positions)
-            except KeyboardInterrupt:
-                if interrupted:  # a second Ctrl-C: stop the runs at once (they still save)
-                    runner.interrupt()
-                    continue
-                interrupted = True
-                print("Ctrl-C: every run saves a checkpoint and stops; the same command resumes them", file=out, flush=True)
-                runner.interrupt()
-        for f in futures:
-            f.result()  # an error in the sweep itself (not in a run) surfaces here
+
+    def stop(first: bool) -> None:
+        if first:
+            print("Ctrl-C: every run saves a checkpoint and stops; the same command resumes them", file=out, flush=True)
+        runner.interrupt()  # (a second time: the runs stop at once, and still save)
+
+    # SIGTERM (`kill`, a job scheduler) stops the sweep like Ctrl-C: the runs, in sessions of their own,
+    # would not see it and would go on without the sweep
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures: list[Future] = []
+            positions: dict[str, tuple[int, float]] = {}
+            while True:
+                try:  # (the whole wait: a Ctrl-C anywhere in it must reach the runs, or the pool waits for them)
+                    for p in todo[len(futures):]:
+                        futures.append(pool.submit(runner.run_one, p))
+                    while not all(f.done() for f in futures):
+                        time.sleep(POLL_S)
+                        runner.watch(positions)
+                    break
+                except KeyboardInterrupt:
+                    stop(first=not interrupted)
+                    interrupted = True
+            for f in futures:
+                f.result()  # an error in the sweep itself (not in a run) surfaces here
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     results = sweep_results(spec, experiments)
     print(format_summary(spec.group, results), file=out, flush=True)
     if interrupted:
