@@ -39,7 +39,9 @@ its files copied too, so another ``--experiments`` folder gets every result).
 the run as diverged, with the step and the last finite training loss, and goes on with the others.
 
 **Running the same spec again** skips the finished and diverged runs, resumes the interrupted ones
-(``--resume``) and starts those that never saved a checkpoint (or failed). A variant whose settings
+(``--resume``) and starts those that never saved a checkpoint (or failed). Without its run folder (a fresh
+clone), a variant whose finished or diverged result with the same settings is in
+``experiments/<group>/<variant>/`` is skipped too: delete that folder to run it again. A variant whose settings
 differ from its run folder's config.toml is refused, before anything runs, with the differences
 named: delete that run folder to redo it, or give the new settings a new variant name. Ctrl-C (or
 SIGTERM) stops every run at its next step with a checkpoint (status interrupted), so the same command
@@ -106,7 +108,7 @@ class Plan:
     config: Any                             # config.TrainConfig
     run: RunFolder
     base: Path                              # the preset
-    state: str = "new"                      # new | resume | done
+    state: str = "new"                      # new | resume | done | kept (done; only its results remain)
 
     @property
     def command(self) -> list[str]:
@@ -190,10 +192,13 @@ def _uses_cuda(spec: Spec) -> bool:
         raise SweepError(f"{spec.path}: set: {err}") from None
 
 
-def plan_runs(spec: Spec, cuda: bool | None = None) -> list[Plan]:
-    """Every variant's overrides, config and run folder, and what to do with it (new, resume, done).
+def plan_runs(spec: Spec, cuda: bool | None = None, experiments: str | os.PathLike | None = None) -> list[Plan]:
+    """Every variant's overrides, config and run folder, and what to do with it (new, resume, done, kept).
 
-    Raises SweepError naming every variant whose settings differ from its run folder's config.toml.
+    A variant without a run folder whose finished (or diverged) result, with the same settings, is in
+    ``experiments``/<group>/<variant>/ (a fresh clone of a repository that commits its results) is
+    ``kept``: not run again. Raises SweepError naming every variant whose settings differ from its run
+    folder's config.toml.
     """
     from cs336_basics.config import ConfigError, load_config
 
@@ -224,6 +229,8 @@ def plan_runs(spec: Spec, cuda: bool | None = None) -> list[Plan]:
                 continue
             status = _read_json(run.path / "status.json").get("status")
             plan.state = "done" if status in DONE else ("resume" if run.latest.is_file() else "new")
+        elif experiments is not None and _kept(Path(experiments) / spec.group / name, config):
+            plan.state = "kept"
         plans.append(plan)
     if changed:
         what = ", ".join(f"{name} ({'; '.join(diff)})" for name, _, diff in changed)
@@ -233,6 +240,20 @@ def plan_runs(spec: Spec, cuda: bool | None = None) -> list[Plan]:
             f"Delete {folders} to run {'them' if len(changed) > 1 else 'it'} again with the new settings, "
             "or give the new settings a new variant name")
     return plans
+
+
+def _kept(results: Path, config) -> bool:
+    """Whether ``results`` (experiments/<group>/<variant>/) holds a finished or diverged run of ``config``."""
+    from cs336_basics.config import ConfigError, load_config
+
+    if _read_json(results / "status.json").get("status") not in DONE or not (results / "config.toml").is_file():
+        return False
+    try:
+        kept = load_config(results / "config.toml")
+    except ConfigError:
+        return False
+    kept.run.out_dir = config.run.out_dir  # (the results outlive their run folder, wherever it was)
+    return not _differences(kept, config)
 
 
 def _differences(old, new) -> list[str]:
@@ -475,13 +496,13 @@ def run_sweep(spec_path: str | os.PathLike, jobs: int | None = None, experiments
     spec = load_spec(spec_path)
     cuda = _uses_cuda(spec)
     # a bad variant, changed settings or missing token files: refused before anything is written
-    _check_inputs(spec, [p for p in plan_runs(spec, cuda) if p.state != "done"])
+    _check_inputs(spec, [p for p in plan_runs(spec, cuda, experiments) if p.state not in ("done", "kept")])
     with ExitStack() as stack:
         try:  # one sweep of a group at a time (runs/sweeps/<group>/.lock)
             stack.enter_context(run_lock(spec.runs / spec.group))
         except RunInUse as err:
             raise SweepError(f"another sweep of {spec.group} is running: {err}") from None
-        plans = plan_runs(spec, cuda)  # (again, now that no other sweep can change the folders)
+        plans = plan_runs(spec, cuda, experiments)  # (again, now that no other sweep can change the folders)
         return _run_plans(spec, plans, cuda, jobs, Path(experiments), out)
 
 
@@ -500,12 +521,15 @@ def _check_inputs(spec: Spec, todo: list[Plan]) -> None:
 
 def _run_plans(spec: Spec, plans: list[Plan], cuda: bool, jobs: int | None, experiments: Path,
                out: TextIO) -> list[dict[str, Any]]:
-    todo = [p for p in plans if p.state != "done"]
+    todo = [p for p in plans if p.state not in ("done", "kept")]
     runner = _Runner(spec, experiments, out)
     for p in plans:
         if p.state == "done":
             print(f"{p.variant}: skipped ({_read_json(p.run.path / 'status.json').get('status')} before)", file=out)
             runner._keep(p)  # (into this --experiments folder too; files already there as they are: untouched)
+        elif p.state == "kept":
+            print(f"{p.variant}: skipped (its result is in {experiments / spec.group / p.variant}; delete that "
+                  "folder to run it again)", file=out)
     if cuda:
         if jobs not in (None, 1):
             print(f"note: on a GPU the runs go one after another (--jobs {jobs} ignored)", file=out)

@@ -134,6 +134,21 @@ def test_running_it_again_skips_the_finished_and_diverged_runs(swept, capsys, no
 
 
 @pytest.mark.slow
+def test_a_fresh_clone_with_the_committed_results_runs_only_what_is_missing(swept, capsys, no_training, tmp_path):
+    spec, runs, kept, _, _ = swept
+    before = files_in(kept)
+    # no run folders (they are never committed); a changed variant is not taken for its old result
+    text = spec.read_text().replace(str(runs.parent), str(tmp_path / "fresh_runs"))
+    (tmp_path / "lr.toml").write_text(text.replace('["optim.lr=1e-2"]', '["optim.lr=2e-2"]'))
+    with pytest.raises(AssertionError, match="a process was started"):
+        run_cli(capsys, "sweep", tmp_path / "lr.toml", "--experiments", kept.parent)
+    out = capsys.readouterr().out
+    assert f"lr_3e-3: skipped (its result is in {kept / 'lr_3e-3'}" in out
+    assert f"lr_1e30: skipped (its result is in {kept / 'lr_1e30'}" in out and "lr_1e-2: skipped" not in out
+    assert files_in(kept) == before
+
+
+@pytest.mark.slow
 def test_a_variant_whose_settings_changed_is_refused_and_nothing_runs(swept, capsys, no_training):
     spec, runs, kept, _, _ = swept
     before = files_in(runs), files_in(kept)
