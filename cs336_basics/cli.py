@@ -474,6 +474,8 @@ a spec, e.g. lr.toml (TOML; paths relative to the current folder):
   # data = "data/english"  # train.npy, valid.npy in it or in its tokens/
   # valid_text = "../shared/data/english/valid.txt"  # else DATA/valid.txt
   # runs = "runs/sweeps"   # the parent of the run folders
+  # question = "..."       # for experiments/LOG.md (`cs336 experiments`): what
+  # conclusion = "..."     # the sweep asks, what its results answer ("": to do)
 
   [variants]               # NAME = its overrides (after `set`)
   lr_1e-3 = ["optim.lr=1e-3"]

@@ -16,8 +16,14 @@
     lr_3e-3 = ["optim.lr=3e-3"]
     post_norm = ["model.norm=post", "optim.lr=1e-3"]
 
-Optional keys: ``valid_text`` (the validation text for bits per byte, when it is not ``data``/valid.txt)
-and ``runs`` (the parent of the run folders, default ``runs/sweeps``). Without ``data`` the runs read
+Optional keys: ``valid_text`` (the validation text for bits per byte, when it is not ``data``/valid.txt),
+``runs`` (the parent of the run folders, default ``runs/sweeps``), and two strings for the experiment
+log that ``cs336 experiments`` writes (experiments/LOG.md), which change nothing in the runs::
+
+    question = "How does the final loss depend on the learning rate, and where does training diverge?"
+    conclusion = ""                   # what the results say, written once they are in
+
+Without ``data`` the runs read
 the preset's token files. The token files must exist before a run starts (``cs336 prepare PRESET``
 writes them where a preset looks, in ``data/NAME/tokens/``, which ``data = "data/NAME"`` finds too).
 
@@ -73,7 +79,8 @@ from cs336_basics.runs import RunFolder
 
 __all__ = ["SweepError", "Spec", "Plan", "load_spec", "plan_runs", "run_sweep", "sweep_results", "format_summary"]
 
-SPEC_KEYS = ("group", "base", "data", "valid_text", "set", "runs", "variants")
+SPEC_KEYS = ("group", "base", "data", "valid_text", "set", "runs", "question", "conclusion", "variants")
+TEXT_KEYS = ("question", "conclusion")  # the experiment log's prose; no effect on the runs
 RESULT_FILES = ("config.toml", "metrics.jsonl", "eval.json", "env.json", "status.json")  # what experiments/ keeps
 DONE = ("finished", "diverged")  # statuses a re-run skips
 # [run] settings that change how fast a run goes or what it prints, not what it computes: not compared
@@ -98,6 +105,8 @@ class Spec:
     valid_text: Path | None = None
     runs: Path = Path("runs/sweeps")
     path: Path | None = None                # the spec file
+    question: str = ""                      # what the sweep asks (for experiments/LOG.md)
+    conclusion: str = ""                    # what its results answer ("" until written)
 
 
 @dataclass
@@ -140,6 +149,10 @@ def load_spec(path: str | os.PathLike) -> Spec:
     for key in ("data", "valid_text", "runs"):
         if key in data and (not isinstance(data[key], str) or not data[key]):
             raise SweepError(f"{path}: {key} must be a path in quotes, e.g. {key} = \"data/english\"")
+    for key in TEXT_KEYS:
+        if key in data and not isinstance(data[key], str):
+            raise SweepError(f"{path}: {key} must be a string in quotes, e.g. {key} = \"...\" "
+                             f"(got {type(data[key]).__name__} {data[key]!r})")
     if not _NAME.match(data["group"]):
         raise SweepError(f"{path}: group {data['group']!r} must be a plain name (letters, digits, _ . + = -)")
 
@@ -169,7 +182,8 @@ def load_spec(path: str | os.PathLike) -> Spec:
         valid_text = data_dir / "valid.txt"
     return Spec(group=data["group"], base=base, variants={k: overrides(v, f"variant {k}") for k, v in variants.items()},
                 common=overrides(data.get("set", []), "set"), data=data_dir, valid_text=valid_text,
-                runs=Path(data.get("runs", "runs/sweeps")), path=path)
+                runs=Path(data.get("runs", "runs/sweeps")), path=path,
+                question=data.get("question", "").strip(), conclusion=data.get("conclusion", "").strip())
 
 
 def _token_folder(data_dir: Path) -> Path:
