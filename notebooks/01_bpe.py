@@ -1093,11 +1093,19 @@ print(f"tokens in both vocabularies: {len(shared):,} of {max(vocab_en) + 1:,}")
 # %%
 import matplotlib.pyplot as plt
 
+import numpy as np
+
+# Log-spaced bins and a log count axis: the bulk sits at 3-10 bytes, but the few very long tokens
+# discussed above (whitespace and digit runs of 150-450 bytes) must stay visible too.
 fig, ax = plt.subplots(figsize=(6, 3.2))
+longest = max(len(t) for vocab in (vocab_en, vocab_web) for t in vocab.values())
+bins = np.unique(np.geomspace(1, longest + 1, 40).astype(int))
 for name, vocab in (("english @ 10k", vocab_en), ("web @ 32k", vocab_web)):
     lengths = [len(t) for i, t in vocab.items() if i >= 257]
-    ax.hist(lengths, bins=range(1, 26), alpha=0.6, label=name, density=True)
-ax.set_xlabel("token length (bytes)")
+    ax.hist(lengths, bins=bins, weights=[1 / len(lengths)] * len(lengths), histtype="step", linewidth=1.8,
+            label=name, log=True)
+ax.set_xscale("log")
+ax.set_xlabel("token length (bytes, log scale)")
 ax.set_ylabel("share of learned tokens")
 ax.set_title("BPE token lengths (stand-in corpora)" if FULL else "BPE token lengths (smoke data)")
 ax.legend()
