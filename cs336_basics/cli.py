@@ -12,6 +12,7 @@ Heavy imports (torch) happen inside the handlers so ``cs336 --help`` is instant.
     cs336 pipeline --preset cpu --data ../shared/data/english
     cs336 plot runs/cpu runs/smoke --out figures/curves.png
     cs336 sweep experiments/learning_rate.toml --jobs 2
+    cs336 experiments                                     # figures/07_*.png, experiments/LOG.md
 """
 
 from __future__ import annotations
@@ -484,15 +485,18 @@ a spec, e.g. lr.toml (TOML; paths relative to the current folder):
 """
 
 
-def _add_sweep(sub) -> None:
+def _described_parser(sub, name: str, help: str, paragraphs: tuple[str, ...], epilog: str):
+    """A subcommand whose --help shows ``paragraphs`` wrapped at 78 columns and ``epilog`` as written."""
     import textwrap
 
-    p = sub.add_parser(
-        "sweep",
-        help="train every variant of a sweep spec (a base preset + named overrides) and keep the results",
-        description="\n\n".join(textwrap.fill(paragraph, 78) for paragraph in SWEEP_DESCRIPTION),
-        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return sub.add_parser(name, help=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                          description="\n\n".join(textwrap.fill(paragraph, 78) for paragraph in paragraphs))
+
+
+def _add_sweep(sub) -> None:
+    p = _described_parser(
+        sub, "sweep", "train every variant of a sweep spec (a base preset + named overrides) and keep the results",
+        SWEEP_DESCRIPTION, SWEEP_EPILOG)
     p.add_argument("spec", metavar="SPEC.toml", help="the sweep spec (see below)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="runs side by side on a CPU (default: one per core; on a GPU always 1)")
@@ -522,6 +526,71 @@ def _run_sweep(args) -> int:
     return 1 if any(r.get("status") in ("failed", "interrupted") for r in results) else 0
 
 
+# ---------------------------------------------------------------- experiments (experiments issue)
+EXPERIMENTS_DESCRIPTION = (
+    "Redraw the figure of every experiment group, figures/07_GROUP.png, and rewrite the experiment log, "
+    "EXPERIMENTS/LOG.md, from the results `cs336 sweep` committed to EXPERIMENTS/GROUP/VARIANT/ "
+    "(config.toml, metrics.jsonl, eval.json, env.json, status.json) and the sweep specs EXPERIMENTS/*.toml. "
+    "Nothing is trained; it takes seconds.",
+    "The log has, per group in the handout's order, the spec's `question`, the command that runs it, a "
+    "table of results (status, steps, tokens, validation loss, bits per byte, wall-clock; diverged and "
+    "failed runs included), the figure, and the spec's `conclusion` (\"to be written\" while it is "
+    "empty). A group or variant without results is listed as not run yet; a group without results "
+    "gets no figure.",
+)
+EXPERIMENTS_EPILOG = """examples:
+  cs336 experiments                          # figures/07_*.png and experiments/LOG.md
+  cs336 experiments --group learning_rate    # one figure (the log is always whole)
+  cs336 experiments --experiments experiments/gpu --figures figures/gpu
+
+figures by group: learning_rate (loss vs step per rate; final loss vs rate),
+batch_size (loss vs tokens and vs wall-clock), ablations (each against the
+baseline and its seed spread), main_experiment (nats/token and bits/byte vs
+step); any other group: loss vs step and vs wall-clock.
+"""
+
+
+def _add_experiments(sub) -> None:
+    p = _described_parser(
+        sub, "experiments", "redraw figures/07_*.png and rewrite experiments/LOG.md from the committed sweep results",
+        EXPERIMENTS_DESCRIPTION, EXPERIMENTS_EPILOG)
+    p.add_argument("--experiments", default="experiments", metavar="DIR",
+                   help="the sweep specs (*.toml) and their results (GROUP/VARIANT/); default: experiments/")
+    p.add_argument("--figures", default="figures", metavar="DIR", help="where 07_GROUP.png go; default: figures/")
+    p.add_argument("--log", default=None, metavar="FILE", help="the experiment log; default: EXPERIMENTS/LOG.md")
+    p.add_argument("--group", action="append", metavar="GROUP",
+                   help="redraw only this group's figure (again for more); the log always covers every group")
+    p.set_defaults(func=_run_experiments)
+
+
+def _run_experiments(args) -> int:
+    from pathlib import Path
+
+    from cs336_basics import experiments
+    from cs336_basics.sweep import SweepError
+
+    if not Path(args.experiments).is_dir():
+        raise CLIError(f"no folder {args.experiments!r}: pass --experiments DIR, the folder of the sweep specs "
+                       "and their results (run from the repository root for experiments/)")
+    try:
+        drawn = experiments.draw_figures(args.experiments, args.figures, args.group)
+        for group, path in drawn.items():
+            if path is None:
+                print(f"{group}: not run yet (no results in {Path(args.experiments) / group}/), no figure")
+            else:
+                runs = experiments.load_group(group, args.experiments).values()
+                done = sum(r.state != experiments.NOT_RUN for r in runs)
+                print(f"{group}: {path} ({done} run{'' if done == 1 else 's'})")
+        print(f"log: {experiments.write_log(args.experiments, args.log, args.figures)}")
+    except SweepError as err:
+        raise CLIError(str(err)) from None
+    except OSError as err:
+        from cs336_basics.files import describe_os_error
+
+        raise CLIError(describe_os_error(err)) from None
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -532,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_download, _add_prepare, _add_train_bpe, _add_tokenize, _add_train, _add_generate,
-                _add_pipeline, _add_sweep, _add_plot):
+                _add_pipeline, _add_sweep, _add_experiments, _add_plot):
         add(sub)
     return parser
 
