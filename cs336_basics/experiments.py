@@ -34,12 +34,13 @@ from typing import Any, Callable
 from cs336_basics.files import atomic_path, atomic_write
 from cs336_basics.plotting import read_metrics, series
 
-__all__ = ["Result", "load_result", "load_group", "load_specs", "curve", "smooth", "bits_per_byte",
-           "parameter_count", "best_per_batch_size", "ablation_panel", "ablation_baselines",
+__all__ = ["Result", "load_result", "load_group", "load_specs", "group_results", "curve", "smooth",
+           "bits_per_byte", "parameter_count", "best_per_batch_size", "ablation_panel", "ablation_baselines",
            "plot_learning_rate", "plot_batch_size", "plot_ablations", "plot_main_experiment", "plot_curves",
            "plot_group", "draw_figures", "format_table", "format_log", "write_log", "GROUPS", "NOT_RUN"]
 
 NOT_RUN = "not run yet"
+PathLike = str | os.PathLike
 # The groups of the handout's section 7, in its order: the problems each answers
 GROUPS = {
     "learning_rate": "learning_rate",
@@ -57,7 +58,7 @@ class Result:
     group: str
     variant: str
     path: Path
-    config: dict[str, Any] = field(default_factory=dict)   # config.toml: sections model, optim, schedule, data, run
+    config: dict[str, Any] = field(default_factory=dict)   # config.toml: model, optim, schedule, data, run
     metrics: list[dict[str, Any]] = field(default_factory=list)
     eval: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
@@ -114,7 +115,7 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def load_result(folder: str | os.PathLike, group: str | None = None) -> Result:
+def load_result(folder: PathLike, group: str | None = None) -> Result:
     """The files of one ``experiments/<group>/<variant>/`` folder (a missing folder: a 'not run yet' result)."""
     folder = Path(folder)
     result = Result(group or folder.parent.name, folder.name, folder)
@@ -127,7 +128,7 @@ def load_result(folder: str | os.PathLike, group: str | None = None) -> Result:
     return result
 
 
-def load_group(group: str, experiments: str | os.PathLike = "experiments",
+def load_group(group: str, experiments: PathLike = "experiments",
                variants: list[str] | None = None) -> dict[str, Result]:
     """{variant: Result} of ``experiments/<group>/``: the given variants in that order (those without
     results as 'not run yet'), then any other result folders by name. No folder: {} (or all 'not run yet')."""
@@ -137,7 +138,7 @@ def load_group(group: str, experiments: str | os.PathLike = "experiments",
     return {name: load_result(folder / name, group) for name in names}
 
 
-def load_specs(experiments: str | os.PathLike = "experiments") -> dict[str, list[Any]]:
+def load_specs(experiments: PathLike = "experiments") -> dict[str, list[Any]]:
     """{group: [sweep.Spec, ...]} of the sweep specs ``experiments/*.toml`` (one group may have several).
 
     A malformed spec raises ``sweep.SweepError`` naming the file and the fix.
@@ -151,9 +152,10 @@ def load_specs(experiments: str | os.PathLike = "experiments") -> dict[str, list
     return specs
 
 
-def _group_results(group: str, experiments: str | os.PathLike, specs: dict[str, list[Any]] | None = None
-                   ) -> dict[str, Result]:
-    """load_group with the variants of the group's specs (so that the ones still to run are listed)."""
+def group_results(group: str, experiments: PathLike = "experiments",
+                  specs: dict[str, list[Any]] | None = None) -> dict[str, Result]:
+    """``load_group`` with the variants of the group's specs first, in their order (so that those still to
+    run are listed too), then any other result folders of the group."""
     specs = load_specs(experiments) if specs is None else specs
     return load_group(group, experiments, [v for spec in specs.get(group, []) for v in spec.variants])
 
@@ -223,7 +225,7 @@ def _figure(panels: int, width: float = 5.6, height: float = 4.2, columns: int |
     return fig, axes[:panels]
 
 
-def _save(fig, out: str | os.PathLike) -> Path:
+def _save(fig, out: PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -231,7 +233,7 @@ def _save(fig, out: str | os.PathLike) -> Path:
     return out
 
 
-def _not_run_figure(group: str, experiments: str | os.PathLike, out: str | os.PathLike) -> Path:
+def _not_run_figure(group: str, experiments: PathLike, out: PathLike) -> Path:
     fig, (ax,) = _figure(1, 7, 2.2)
     ax.axis("off")
     ax.text(0.5, 0.5, f"{group}: not run yet\n(no results in {Path(experiments) / group})", ha="center",
@@ -251,6 +253,7 @@ def _limits(ax, values: list[float], span: float) -> None:
 
 
 STOPPED = ("diverged", "failed", "interrupted")  # runs that ended before their last step
+ZOOM = 0.25  # plot_learning_rate's middle panel: the rates whose final loss is this close to the best
 
 
 def _mark_stopped(ax, result: Result, x: float, colour: str) -> None:
@@ -264,34 +267,46 @@ def _mark_stopped(ax, result: Result, x: float, colour: str) -> None:
                 textcoords="offset points", ha="center", va="top", fontsize=7, color=colour)
 
 
-def plot_learning_rate(experiments: str | os.PathLike = "experiments", out: str | os.PathLike = "figures/07_learning_rate.png",
+def plot_learning_rate(experiments: PathLike = "experiments", out: PathLike = "figures/07_learning_rate.png",
                        group: str = "learning_rate") -> Path:
     """Left: validation loss (dots) and smoothed training loss (thin) against the step, one colour per
-    learning rate, diverged runs crossed where they stopped. Right: the final validation loss against
-    the learning rate (log axis; bits per byte on the right axis), diverged runs at the top."""
+    learning rate, diverged runs crossed where they stopped. Middle: the same for the rates whose final
+    loss is within ``ZOOM`` of the best, from a quarter of the run on. Right: the final validation loss
+    against the learning rate (log axis; bits per byte on the right axis), diverged runs at the top."""
     from matplotlib import colormaps
 
-    runs = [r for r in _group_results(group, experiments).values() if r.state != NOT_RUN and r.setting("optim.lr")]
+    runs = [r for r in group_results(group, experiments).values() if r.state != NOT_RUN and r.setting("optim.lr")]
     if not runs:
         return _not_run_figure(group, experiments, out)
     runs.sort(key=lambda r: r.setting("optim.lr"))
-    fig, (ax, ax_lr) = _figure(2, 6.0)
+    fig, (ax, ax_zoom, ax_lr) = _figure(3, 5.0)
     cmap = colormaps["viridis"]
     colours = {r.variant: cmap(i / max(1, len(runs) - 1) * 0.9) for i, r in enumerate(runs)}
     finals = [r.val_loss for r in runs if r.val_loss is not None]
+    near = [r for r in runs if r.val_loss is not None and r.val_loss <= min(finals) + ZOOM]
+    start = max((r.steps for r in runs), default=0) / 4
     for r in runs:
-        xs, ys = curve(r, "val/loss")
         label = f"lr {_lr_label(r.setting('optim.lr'))}" + (f": {r.val_loss:.3f}" if r.val_loss is not None else
                                                              f" ({r.state})")
-        ax.plot(xs, ys, marker="o", ms=3.5, lw=1.6, color=colours[r.variant], label=label)
-        ax.plot(*curve(r, "train/loss", smoothing=0.6), lw=0.8, alpha=0.45, color=colours[r.variant])
+        for axis, shown in ((ax, True), (ax_zoom, r in near)):
+            if not shown:
+                continue
+            xs, ys = curve(r, "val/loss")
+            tx, ty = curve(r, "train/loss", smoothing=0.6)
+            if axis is ax_zoom:
+                xs, ys = [x for x in xs if x >= start], [y for x, y in zip(xs, ys) if x >= start]
+                tx, ty = [x for x in tx if x >= start], [y for x, y in zip(tx, ty) if x >= start]
+            axis.plot(xs, ys, marker="o", ms=3.5, lw=1.6, color=colours[r.variant],
+                      label=label if axis is ax else None)
+            axis.plot(tx, ty, lw=0.8, alpha=0.45, color=colours[r.variant])
     _limits(ax, finals, 4.3)
     for r in runs:
         if r.state in STOPPED:
             _mark_stopped(ax, r, r.steps, "red")
-    ax.set(xlabel="step", ylabel="loss (nats/token)",
-           title="validation (dots) and training loss (thin, smoothed)")
-    ax.legend(fontsize=7, title="final val loss", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set(xlabel="step", ylabel="loss (nats/token)", title="validation (dots), training (thin, smoothed)")
+    ax_zoom.legend(*ax.get_legend_handles_labels(), fontsize=7, title="final val loss (whole file)",
+                   title_fontsize=7, loc="upper right")  # (the zoom's upper right corner is empty: losses fall)
+    ax_zoom.set(xlabel="step", title=f"zoom: the rates within {ZOOM} of the best")
 
     done = [r for r in runs if r.val_loss is not None]
     ax_lr.set_xscale("log")
@@ -337,13 +352,14 @@ def best_per_batch_size(results: list[Result]) -> dict[int, Result]:
     return best
 
 
-def plot_batch_size(experiments: str | os.PathLike = "experiments", out: str | os.PathLike = "figures/07_batch_size.png",
+def plot_batch_size(experiments: PathLike = "experiments", out: PathLike = "figures/07_batch_size.png",
                     group: str = "batch_size") -> Path:
     """Smoothed training loss against tokens (left) and wall-clock (right), one colour per batch size;
     the best learning rate of each batch size (lowest final validation loss) bold, the others dashed."""
     from matplotlib import colormaps
 
-    runs = [r for r in _group_results(group, experiments).values() if r.state != NOT_RUN and r.setting("data.batch_size")]
+    runs = [r for r in group_results(group, experiments).values()
+            if r.state != NOT_RUN and r.setting("data.batch_size")]
     if not runs:
         return _not_run_figure(group, experiments, out)
     sizes = sorted({r.setting("data.batch_size") for r in runs})
@@ -365,7 +381,8 @@ def plot_batch_size(experiments: str | os.PathLike = "experiments", out: str | o
                     **style)
             end = r.tokens / 1e6 if x == "tokens" and r.tokens else r.wallclock_s
             if r.val_loss is not None and end:  # the final validation loss where the run ended
-                ax.plot([end], [r.val_loss], "o", ms=6 if is_best else 4, color=colour[b], mec="k" if is_best else None)
+                ax.plot([end], [r.val_loss], "o", ms=6 if is_best else 4, color=colour[b],
+                        mec="k" if is_best else None)
             elif r.state in STOPPED and xs:
                 _limits(ax, finals or ys, 2.2)
                 _mark_stopped(ax, r, xs[-1] / 1e6 if x == "tokens" else xs[-1], colour[b])
@@ -397,7 +414,7 @@ def _recipe(config: dict[str, Any]) -> dict[str, Any]:
             "data": data}
 
 
-def _spec_configs(experiments: str | os.PathLike, group: str) -> list[dict[str, Any]]:
+def _spec_configs(experiments: PathLike, group: str) -> list[dict[str, Any]]:
     """The config (as config.toml would hold it) of each variant of the group's specs, none of them run."""
     import dataclasses
 
@@ -423,7 +440,7 @@ def ablation_panel(result: Result) -> str | None:
     return next((name for name, (_, test) in ABLATIONS.items() if test(model)), None)
 
 
-def ablation_baselines(experiments: str | os.PathLike = "experiments", group: str = "ablations",
+def ablation_baselines(experiments: PathLike = "experiments", group: str = "ablations",
                        reference: str = "learning_rate") -> list[Result]:
     """The baseline runs: those of ``group`` with no ablation switched on, and the run of ``reference`` with
     the same recipe (model, optim, schedule, data settings; the seed may differ), that one first."""
@@ -439,18 +456,21 @@ def _baseline_label(r: Result) -> str:
     return f"baseline ({r.group}/{r.variant}, seed {r.setting('run.seed', 0)})"
 
 
-def plot_ablations(experiments: str | os.PathLike = "experiments", out: str | os.PathLike = "figures/07_ablations.png",
+def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figures/07_ablations.png",
                    group: str = "ablations", panels: tuple[str, ...] | None = None) -> Path:
     """One panel per ablation (``panels``: some of ABLATIONS' keys; default all): its runs' validation loss
     against the step next to the baselines, whose seeds span the grey band (the run-to-run spread);
     smoothed training loss thin; the final validation loss in the legend; diverged runs crossed."""
-    results = [r for r in load_group(group, experiments).values() if r.state != NOT_RUN]
+    results = [r for r in group_results(group, experiments).values() if r.state != NOT_RUN]
     if not results:
         return _not_run_figure(group, experiments, out)
     baselines = [r for r in ablation_baselines(experiments, group) if r.state != NOT_RUN]
     panels = tuple(panels or ABLATIONS)
     fig, axes = _figure(len(panels), 5.6, 4.0, columns=2 if len(panels) == 4 else None, sharex=True, sharey=True)
+    # the y axis: from the lowest validation loss (final, or on the way) up; the first steps are off the top
     lows = [r.val_loss for r in results + baselines if r.val_loss is not None]
+    lows += [y for r in results + baselines for x, y in zip(*curve(r, "val/loss")) if x > 0]
+    lows += [min(curve(r, "train/loss", smoothing=0.6)[1] or [math.inf]) for r in results + baselines]
     lows = lows or [min(curve(r, "val/loss")[1] or [math.inf]) for r in results + baselines]
     for ax, panel in zip(axes, panels):
         curves = [curve(b, "val/loss") for b in baselines]
@@ -464,16 +484,17 @@ def plot_ablations(experiments: str | os.PathLike = "experiments", out: str | os
             ax.plot(xs, ys, color="0.35", lw=1.0, marker=".", label=_baseline_label(b) + final)
             ax.plot(*curve(b, "train/loss", smoothing=0.6), color="0.35", lw=0.7, alpha=0.4)
         runs = [r for r in results if ablation_panel(r) == panel]
-        for i, r in enumerate(runs):
-            c = f"C{(i + 1) % 10}" if i else "C3"
+        colours = {r.variant: f"C{(i + 1) % 10}" if i else "C3" for i, r in enumerate(runs)}
+        for r in runs:
+            c = colours[r.variant]
             final = f": {r.val_loss:.3f}" if r.val_loss is not None else f" ({r.state})"
             ax.plot(*curve(r, "val/loss"), color=c, marker="o", ms=3.5, lw=1.6,
                     label=f"{r.variant} (lr {_lr_label(r.setting('optim.lr'))}){final}")
             ax.plot(*curve(r, "train/loss", smoothing=0.6), color=c, lw=0.8, alpha=0.45)
-        _limits(ax, [v for v in lows if _finite(v)], 1.6)
+        _limits(ax, [v for v in lows if _finite(v)], 1.7)
         for r in runs:
             if r.state in STOPPED:
-                _mark_stopped(ax, r, r.steps, "red")
+                _mark_stopped(ax, r, r.steps, colours[r.variant])
         if not runs:
             ax.text(0.5, 0.72, NOT_RUN, transform=ax.transAxes, ha="center", color="0.4", fontsize=12,
                     bbox=dict(facecolor="white", edgecolor="0.8"))
@@ -490,12 +511,12 @@ def plot_ablations(experiments: str | os.PathLike = "experiments", out: str | os
     return _save(fig, out)
 
 
-def plot_main_experiment(experiments: str | os.PathLike = "experiments",
-                         out: str | os.PathLike = "figures/07_main_experiment.png", group: str = "main_experiment"
+def plot_main_experiment(experiments: PathLike = "experiments",
+                         out: PathLike = "figures/07_main_experiment.png", group: str = "main_experiment"
                          ) -> Path:
     """Each variant's (web, english) loss against the step: nats per token (left; their tokenizers differ,
     so not comparable) and bits per byte (right; bpb = loss / ln 2 / bytes per token of its eval.json)."""
-    runs = [r for r in _group_results(group, experiments).values() if r.state != NOT_RUN]
+    runs = [r for r in group_results(group, experiments).values() if r.state != NOT_RUN]
     if not runs:
         return _not_run_figure(group, experiments, out)
     fig, (ax_nats, ax_bpb) = _figure(2)
@@ -530,10 +551,10 @@ def plot_main_experiment(experiments: str | os.PathLike = "experiments",
     return _save(fig, out)
 
 
-def plot_curves(experiments: str | os.PathLike = "experiments", out: str | os.PathLike = "figures/07_curves.png",
+def plot_curves(experiments: PathLike = "experiments", out: PathLike = "figures/07_curves.png",
                 group: str = "leaderboard") -> Path:
     """Any group: validation loss (dots) and smoothed training loss against the step and the wall-clock."""
-    runs = [r for r in _group_results(group, experiments).values() if r.state != NOT_RUN]
+    runs = [r for r in group_results(group, experiments).values() if r.state != NOT_RUN]
     if not runs:
         return _not_run_figure(group, experiments, out)
     fig, (ax_step, ax_time) = _figure(2)
@@ -563,17 +584,17 @@ PLOTS: dict[str, Callable[..., Path]] = {"learning_rate": plot_learning_rate, "b
                                          "ablations": plot_ablations, "main_experiment": plot_main_experiment}
 
 
-def figure_path(figures: str | os.PathLike, group: str) -> Path:
+def figure_path(figures: PathLike, group: str) -> Path:
     return Path(figures) / f"07_{group}.png"
 
 
-def plot_group(group: str, experiments: str | os.PathLike = "experiments", out: str | os.PathLike | None = None) -> Path:
+def plot_group(group: str, experiments: PathLike = "experiments", out: PathLike | None = None) -> Path:
     """The figure of ``group`` (its own kind, or ``plot_curves``) into ``out`` (default figures/07_<group>.png)."""
     plot = PLOTS.get(group, plot_curves)
     return plot(experiments, out or figure_path("figures", group), group=group)
 
 
-def _groups(experiments: str | os.PathLike, specs: dict[str, list[Any]]) -> list[str]:
+def _groups(experiments: PathLike, specs: dict[str, list[Any]]) -> list[str]:
     """The groups with a spec or results: the handout's first, in its order, then the others by name."""
     folder, found = Path(experiments), set(specs)
     if folder.is_dir():  # result folders: experiments/<group>/<variant>/ with a variant's files in it
@@ -582,7 +603,7 @@ def _groups(experiments: str | os.PathLike, specs: dict[str, list[Any]]) -> list
     return [g for g in GROUPS if g in found] + sorted(found - set(GROUPS))
 
 
-def draw_figures(experiments: str | os.PathLike = "experiments", figures: str | os.PathLike = "figures",
+def draw_figures(experiments: PathLike = "experiments", figures: PathLike = "figures",
                  groups: list[str] | None = None) -> dict[str, Path | None]:
     """figures/07_<group>.png for every group with results ({group: path}; None: not run yet, nothing drawn)."""
     drawn: dict[str, Path | None] = {}
@@ -621,7 +642,7 @@ def format_table(results: list[Result], group: str = "", parameters: bool = Fals
     for r in results:
         ran = r.state != NOT_RUN
         cells = [r.variant if r.group == group else f"{r.group}/{r.variant}",
-                 r.state, str(r.steps) if ran else "-", _fmt((r.tokens or 0) / 1e6 if r.tokens else None, ".2f", " M"),
+                 r.state, str(r.steps) if ran else "-", _fmt(r.tokens / 1e6 if r.tokens else None, ".2f", " M"),
                  _fmt(r.val_loss, ".4f"), _fmt(r.bits_per_byte, ".4f"), _fmt(r.wallclock_s, ".0f", " s")]
         if parameters:
             count = parameter_count(r.config) if r.config else None
@@ -657,25 +678,27 @@ Validation loss is in nats per token; bits per byte = loss / ln 2 / bytes per to
 """
 
 
-def format_log(experiments: str | os.PathLike = "experiments", figures: str | os.PathLike = "figures",
-               log_dir: str | os.PathLike | None = None) -> str:
+def format_log(experiments: PathLike = "experiments", figures: PathLike = "figures",
+               log_dir: PathLike | None = None) -> str:
     """The experiment log (Markdown); figure links relative to ``log_dir`` (default: ``experiments``)."""
     specs = load_specs(experiments)
     log_dir = Path(log_dir if log_dir is not None else experiments)
     parts = [LOG_INTRO]
     for group in _groups(experiments, specs):
         group_specs = specs.get(group, [])
-        results = list(_group_results(group, experiments, specs).values())
+        results = list(group_results(group, experiments, specs).values())
         problems = GROUPS.get(group)
         parts.append(f"## {group}" + (f" ({problems})" if problems and problems != group else ""))
         questions = list(dict.fromkeys(s.question for s in group_specs if s.question))
         parts.append("**Question.** " + (" ".join(questions) if questions else "(no `question` in its spec)"))
-        elsewhere = "" if Path(experiments) == Path("experiments") else f" --experiments {Path(experiments).as_posix()}"
+        elsewhere = "" if Path(experiments) == Path("experiments") else \
+            f" --experiments {Path(experiments).as_posix()}"
         commands = [f"`uv run cs336 sweep {s.path.as_posix()}{elsewhere}`" for s in group_specs]
         parts.append("**Command.** " + (", ".join(commands) if commands else "(no spec in experiments/)"))
         for s in group_specs:
             common = ", ".join(f"`{o}`" for o in s.common) or "none"
-            parts.append(f"**Setup** ({s.path.name}). Preset `{s.base.stem}`; overrides for every variant: {common}.")
+            parts.append(f"**Setup** ({s.path.name}). Preset `{s.base.stem}`; "
+                         f"overrides for every variant: {common}.")
         machine = _machine(results)
         if machine:
             parts.append(f"**Machine.** {machine}.")
@@ -696,8 +719,8 @@ def format_log(experiments: str | os.PathLike = "experiments", figures: str | os
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def write_log(experiments: str | os.PathLike = "experiments", out: str | os.PathLike | None = None,
-              figures: str | os.PathLike = "figures") -> Path:
+def write_log(experiments: PathLike = "experiments", out: PathLike | None = None,
+              figures: PathLike = "figures") -> Path:
     """Write ``format_log`` to ``out`` (default experiments/LOG.md), atomically; returns its path."""
     out = Path(out) if out is not None else Path(experiments) / "LOG.md"
     return atomic_write(out, format_log(experiments, figures, out.parent))
