@@ -23,6 +23,7 @@ variant that has not run yet is shown as such, never an error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -155,9 +156,19 @@ def load_specs(experiments: PathLike = "experiments") -> dict[str, list[Any]]:
 def group_results(group: str, experiments: PathLike = "experiments",
                   specs: dict[str, list[Any]] | None = None) -> dict[str, Result]:
     """``load_group`` with the variants of the group's specs first, in their order (so that those still to
-    run are listed too), then any other result folders of the group."""
+    run are listed too, each with the config it would run with), then any other result folders."""
+    from cs336_basics.config import ConfigError, load_config
+
     specs = load_specs(experiments) if specs is None else specs
-    return load_group(group, experiments, [v for spec in specs.get(group, []) for v in spec.variants])
+    results = load_group(group, experiments, [v for spec in specs.get(group, []) for v in spec.variants])
+    for spec in specs.get(group, []):
+        for name, overrides in spec.variants.items():
+            if results[name].state == NOT_RUN and not results[name].config:
+                try:  # (as config.toml would hold it)
+                    results[name].config = dataclasses.asdict(load_config(spec.base, spec.common + overrides))
+                except ConfigError:
+                    pass
+    return results
 
 
 # ------------------------------------------------------------------------------------ curves
@@ -229,7 +240,7 @@ def _save(fig, out: PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=110)
+        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=100)
     return out
 
 
@@ -414,20 +425,6 @@ def _recipe(config: dict[str, Any]) -> dict[str, Any]:
             "data": data}
 
 
-def _spec_configs(experiments: PathLike, group: str) -> list[dict[str, Any]]:
-    """The config (as config.toml would hold it) of each variant of the group's specs, none of them run."""
-    import dataclasses
-
-    from cs336_basics.config import ConfigError, load_config
-
-    configs = []
-    for spec in load_specs(experiments).get(group, []):
-        for overrides in spec.variants.values():
-            try:
-                configs.append(dataclasses.asdict(load_config(spec.base, spec.common + overrides)))
-            except ConfigError:
-                pass
-    return configs
 
 
 def ablation_panel(result: Result) -> str | None:
@@ -442,12 +439,10 @@ def ablation_panel(result: Result) -> str | None:
 
 def ablation_baselines(experiments: PathLike = "experiments", group: str = "ablations",
                        reference: str = "learning_rate") -> list[Result]:
-    """The baseline runs: those of ``group`` with no ablation switched on, and the run of ``reference`` with
-    the same recipe (model, optim, schedule, data settings; the seed may differ), that one first."""
-    runs = load_group(group, experiments)
-    own = [r for r in runs.values() if r.config and ablation_panel(r) is None]
-    configs = [r.config for r in own] or _spec_configs(experiments, group)  # (none run yet: the spec's)
-    recipes = [_recipe(c) for c in configs if ablation_panel(Result(group, "", Path("."), config=c)) is None]
+    """The baseline runs: those of ``group`` with no ablation switched on (run or not yet), and the run of
+    ``reference`` with the same recipe (model, optim, schedule, data settings; the seed may differ) first."""
+    own = [r for r in group_results(group, experiments).values() if r.config and ablation_panel(r) is None]
+    recipes = [_recipe(r.config) for r in own]
     same = [r for r in load_group(reference, experiments).values() if r.config and _recipe(r.config) in recipes]
     return same + own
 
