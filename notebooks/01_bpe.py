@@ -2,8 +2,8 @@
 # # 01 · Byte-pair encoding (BPE): training a byte-level BPE tokenizer
 #
 # A language model reads integers, not text. This notebook **trains** the vocabulary that turns
-# text into integers; the next one, `01b_tokenizer`, builds the `Tokenizer` that encodes and decodes
-# with it.
+# text into integers; the next two, `01b_tokenizer` and `01c_tokenizer_fast`, build the
+# `Tokenizer` that encodes and decodes with it.
 #
 # In order: Unicode and UTF-8 (why we work on bytes), pre-tokenization with GPT-2's regex, the BPE
 # algorithm on the handout's small example, a fast trainer, where its time goes, the files a trained
@@ -978,7 +978,7 @@ def unit_problem(
 
 # %% [markdown]
 # GPT-2's own files pass the rule once `<|endoftext|>` is named as special, and the check costs
-# ~20 ms on its 50k merges, against ~250 ms for `Tokenizer.load` (notebook 01b) of such a folder.
+# ~20 ms on its 50k merges, against ~250 ms for `Tokenizer.load` (notebook 01c) of such a folder.
 # Without the special token, `<|endoftext|>` is a token no merge makes:
 # that is why `Tokenizer.from_files` (the handout's API, which accepts any GPT-2-format pair, also
 # one holding extra tokens that are not declared special) keeps only the constructor's check that
@@ -1119,4 +1119,6 @@ fig.savefig(fig_dir / "bpe_token_lengths.png", dpi=120)
 #
 # Training gave us, for each corpus, a folder `vocab.json` + `merges.txt` + `special_tokens.json`
 # (read by `cs336_basics.vocab_files`). Notebook `01b_tokenizer` uses such a vocabulary and its merges
-# to **encode** text into ids and **decode** ids into text, first plainly, then fast.
+# to **encode** text into ids and **decode** ids into text, first plainly, then with the pieces that
+# make it fast; notebook `01c_tokenizer_fast` puts them together into the `Tokenizer`, writes token
+# files and runs the tokenizer experiments on these folders.

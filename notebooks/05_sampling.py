@@ -8,7 +8,7 @@
 # characters. Then we look at what temperature and top-p do to samples from a trained model, and
 # measure how much the KV cache buys. Exports: `cs336_basics/decoding.py`.
 #
-# It uses the model of notebook 02 (`TransformerLM`, `softmax`), the tokenizer of notebook 01b and,
+# It uses the model of notebook 02 (`TransformerLM`, `softmax`), the tokenizer of notebook 01c and,
 # for a trained model, the training loop of notebook 04b.
 
 # %%
