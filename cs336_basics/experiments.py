@@ -256,11 +256,13 @@ def _lr_label(lr: float) -> str:
     return f"{lr:.0e}".replace("e-0", "e-").replace("e+00", "")
 
 
-def _limits(ax, values: list[float], span: float) -> None:
-    """y from just below the lowest value to ``span`` above it (the first losses of a run are off the top)."""
+def _limits(ax, values: list[float], span: float, highs: list[float] = ()) -> None:
+    """y from just below the lowest value to ``span`` above it (the first losses of a run are off the top),
+    or higher if needed to show ``highs`` (say, the final loss of a run far behind the others)."""
     if values:
         low = min(values)
-        ax.set_ylim(low - 0.03 * span, low + span)
+        high = max([low + span, *[h + 0.08 * (h - low) for h in highs if _finite(h)]])
+        ax.set_ylim(low - 0.03 * (high - low), high)
 
 
 STOPPED = ("diverged", "failed", "interrupted")  # runs that ended before their last step
@@ -461,7 +463,7 @@ def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figur
         return _not_run_figure(group, experiments, out)
     baselines = [r for r in ablation_baselines(experiments, group) if r.state != NOT_RUN]
     panels = tuple(panels or ABLATIONS)
-    fig, axes = _figure(len(panels), 5.6, 4.0, columns=2 if len(panels) == 4 else None, sharex=True, sharey=True)
+    fig, axes = _figure(len(panels), 5.6, 4.0, columns=2 if len(panels) == 4 else None, sharex=True)
     # the y axis: from the lowest validation loss (final, or on the way) up; the first steps are off the top
     lows = [r.val_loss for r in results + baselines if r.val_loss is not None]
     lows += [y for r in results + baselines for x, y in zip(*curve(r, "val/loss")) if x > 0]
@@ -486,7 +488,8 @@ def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figur
             ax.plot(*curve(r, "val/loss"), color=c, marker="o", ms=3.5, lw=1.6,
                     label=f"{r.variant} (lr {_lr_label(r.setting('optim.lr'))}){final}")
             ax.plot(*curve(r, "train/loss", smoothing=0.6), color=c, lw=0.8, alpha=0.45)
-        _limits(ax, [v for v in lows if _finite(v)], 1.7)
+        ends = [curve(r, "val/loss")[1][-1:] for r in runs if r.state not in STOPPED]
+        _limits(ax, [v for v in lows if _finite(v)], 1.7, [r.val_loss for r in runs] + [y for e in ends for y in e])
         for r in runs:
             if r.state in STOPPED:
                 _mark_stopped(ax, r, r.steps, colours[r.variant])
@@ -495,14 +498,15 @@ def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figur
                     bbox=dict(facecolor="white", edgecolor="0.8"))
         ax.set_title(ABLATIONS[panel][0])
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(fontsize=7, loc="best")
     for ax in axes:
         if ax.get_subplotspec().is_last_row():
             ax.set_xlabel("step")
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("loss (nats/token)")
-    fig.suptitle(f"{group}: validation loss (dots) and training loss (thin) against the baseline\n"
-                 "(final loss on the whole validation file in the legend)")
+    if len(panels) > 1:  # (one panel: its title says it)
+        fig.suptitle(f"{group}: validation loss (dots) and training loss (thin) against the baseline\n"
+                     "(final loss on the whole validation file in the legend)")
     return _save(fig, out)
 
 
