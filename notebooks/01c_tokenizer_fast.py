@@ -852,8 +852,9 @@ print(len(pieces_web), "tokens with the web tokenizer:    ", pieces_web[:40])
 # **(c) Throughput**, single process, fresh tokenizer (its cache fills during the pass), in wall
 # time and per CPU-second (what one core does when it is not shared), then `tokenize_file` over the
 # whole files with every CPU (the `cs336 tokenize` code path).
-# **(d)** The ids go to `data/<corpus>/{train,valid}.npy` as uint16: both vocabularies are below
-# 65,536, so every id fits in two bytes, half of int32's space and memory bandwidth.
+# **(d)** The ids go to `tokens/{train,valid}.npy` beside each tokenizer (`runs/bpe/english-10k/tokens/`;
+# the presets' own token files are made by `cs336 prepare`, in `data/<corpus>/tokens/`) as uint16: both
+# vocabularies are below 65,536, so every id fits in two bytes, half of int32's space and memory bandwidth.
 
 # %%
 for name in tokenizers:
@@ -864,13 +865,13 @@ for name in tokenizers:
     print(f"{name:8s} encode, 1 process, fresh: {mb / wall:5.2f} MB/s wall, {mb / cpu:5.2f} MB/s per CPU-second"
           f" -> the Pile (825 GB) in {825e3 / (mb / cpu) / 3600:.0f} core-hours")
 
-data_dir = ROOT / "data" if HAVE_SHARED else work / "data"
+token_dirs = {name: (tokenizer_dirs[name] if HAVE_SHARED else work / name) / "tokens" for name in tokenizers}
 throughput = {}
 for name, tok in tokenizers.items():
     for split in ("train", "valid"):
         src = corpora[name] / f"{split}.txt"
         t0 = time.perf_counter()
-        out = tokenize_file(tok, src, data_dir / name / f"{split}.npy", progress=False)
+        out = tokenize_file(tok, src, token_dirs[name] / f"{split}.npy", progress=False)
         seconds = time.perf_counter() - t0
         ids = np.load(out, mmap_mode="r")
         assert ids.dtype == np.uint16 and int(ids.max()) < tok.vocab_size
