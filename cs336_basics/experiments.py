@@ -489,7 +489,8 @@ def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figur
                     label=f"{r.variant} (lr {_lr_label(r.setting('optim.lr'))}){final}")
             ax.plot(*curve(r, "train/loss", smoothing=0.6), color=c, lw=0.8, alpha=0.45)
         ends = [curve(r, "val/loss")[1][-1:] for r in runs if r.state not in STOPPED]
-        _limits(ax, [v for v in lows if _finite(v)], 1.7, [r.val_loss for r in runs] + [y for e in ends for y in e])
+        highs = [r.val_loss for r in runs] + [y for e in ends for y in e]  # (a run far behind stays in view)
+        _limits(ax, [v for v in lows if _finite(v)], 1.7, highs)
         for r in runs:
             if r.state in STOPPED:
                 _mark_stopped(ax, r, r.steps, colours[r.variant])
@@ -651,15 +652,25 @@ def format_table(results: list[Result], group: str = "", parameters: bool = Fals
 
 
 def _machine(results: list[Result]) -> str:
-    envs = [r.env for r in results if r.env]
-    if not envs:
-        return ""
-    e = envs[0]
-    where = e.get("gpu") or e.get("cpu") or e.get("device", "?")
-    dates = sorted(x["date"][:10] for x in envs if isinstance(x.get("date"), str))
-    when = f", {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") if dates else ""
-    return (f"{where} ({e.get('device', '?')}, {e.get('torch_threads', '?')} thread(s) a run, torch "
-            f"{e.get('torch', '?')}{when})")
+    """Where the runs ran, from their env.json: one entry per machine, with its run count and dates
+    (wall-clocks compare only within one machine).
+
+    >>> env = {"cpu": "Xeon", "device": "cpu", "torch_threads": 1, "torch": "2.6", "date": "2026-12-03 17:00 UTC"}
+    >>> _machine([Result("g", "a", Path("."), env=env), Result("g", "b", Path("."), env=env | {"cpu": "EPYC"})])
+    'Xeon (cpu, 1 thread(s) a run, torch 2.6; 1 run, 2026-12-03);
+     EPYC (cpu, 1 thread(s) a run, torch 2.6; 1 run, 2026-12-03)'
+    """
+    machines: dict[str, list[str]] = {}
+    for e in (r.env for r in results if r.env):
+        where = (f"{e.get('gpu') or e.get('cpu') or e.get('device', '?')} ({e.get('device', '?')}, "
+                 f"{e.get('torch_threads', '?')} thread(s) a run, torch {e.get('torch', '?')}")
+        machines.setdefault(where, []).append(e["date"][:10] if isinstance(e.get("date"), str) else "")
+    parts = []
+    for where, dates in machines.items():
+        days = sorted(d for d in dates if d)
+        when = (f", {days[0]}" + (f" to {days[-1]}" if days[-1] != days[0] else "")) if days else ""
+        parts.append(f"{where}; {len(dates)} run{'s' if len(dates) > 1 else ''}{when})")
+    return "; ".join(parts)
 
 
 LOG_INTRO = """\
@@ -698,14 +709,13 @@ def format_log(experiments: PathLike = "experiments", figures: PathLike = "figur
             common = ", ".join(f"`{o}`" for o in s.common) or "none"
             parts.append(f"**Setup** ({s.path.name}). Preset `{s.base.stem}`; "
                          f"overrides for every variant: {common}.")
-        machine = _machine(results)
+        # the ablations' table starts with their baseline from the learning-rate sweep
+        others = [b for b in ablation_baselines(experiments, group) if b.group != group] \
+            if group == "ablations" else []
+        machine = _machine(others + results)
         if machine:
             parts.append(f"**Machine.** {machine}.")
-        if group == "ablations":
-            baselines = [b for b in ablation_baselines(experiments, group) if b.group != group]
-            parts.append(format_table(baselines + results, group, parameters=True))
-        else:
-            parts.append(format_table(results, group))
+        parts.append(format_table(others + results, group, parameters=group == "ablations"))
         ran = [r for r in results if r.state != NOT_RUN]
         figure = figure_path(figures, group)
         if ran and figure.is_file():
