@@ -10,8 +10,9 @@ file: ``val_loss``, ``bits_per_byte``, ``bytes_per_token``), ``env.json`` and ``
     >>> runs = load_group("learning_rate")                  # doctest: +SKIP
     >>> runs["lr_5e-3"].state, round(runs["lr_5e-3"].val_loss, 3)     # doctest: +SKIP
     ('finished', 4.309)
-    >>> curve(runs["lr_5e-3"], "val/loss", x="tokens")      # doctest: +SKIP
-    ([0, 614400, 1228800, 1843200, 2457600], [8.35, 4.87, 4.55, 4.41, 4.32])
+    >>> xs, ys = curve(runs["lr_5e-3"], "val/loss", x="tokens")   # doctest: +SKIP
+    >>> xs, [round(y, 2) for y in ys]                                # doctest: +SKIP
+    ([0, 614400, 1228800, 1843200, 2457600], [8.35, 4.87, 4.62, 4.36, 4.28])
 
 draws one figure per group (``plot_learning_rate``, ``plot_batch_size``, ``plot_ablations``,
 ``plot_main_experiment``; ``plot_curves`` for any other group), and writes the experiment log,
@@ -253,7 +254,14 @@ def _not_run_figure(group: str, experiments: PathLike, out: PathLike) -> Path:
 
 
 def _lr_label(lr: float) -> str:
-    return f"{lr:.0e}".replace("e-0", "e-").replace("e+00", "")
+    """A learning rate as the specs write it: 5e-3, 1.5e-3, 1.
+
+    >>> [_lr_label(x) for x in (0.005, 0.0015, 1.0, 0.3)]
+    ['5e-3', '1.5e-3', '1', '3e-1']
+    """
+    mantissa, exponent = f"{lr:.1e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}" if int(exponent) else mantissa
 
 
 def _limits(ax, values: list[float], span: float, highs: list[float] = ()) -> None:
@@ -270,11 +278,11 @@ ZOOM = 0.25  # plot_learning_rate's middle panel: the rates whose final loss is 
 
 
 def _mark_stopped(ax, result: Result, x: float, colour: str) -> None:
-    """A cross where a diverged (or failed) run stopped: at its last finite loss, or at the top when that is
-    off the axis."""
-    top = ax.get_ylim()[1]
+    """A cross where a diverged (or failed) run stopped: at its last finite loss, kept inside the axis (at the
+    top when the run has none)."""
+    bottom, top = ax.get_ylim()
     y = result.status.get("last_finite_loss")
-    y = min(y, top) if _finite(y) else top
+    y = min(max(y, bottom), top) if _finite(y) else top
     ax.plot([x], [y], marker="x", ms=10, mew=2.5, color=colour, clip_on=False, zorder=5)
     ax.annotate(f"{result.variant}\n{result.state} at step {result.steps}", (x, y), xytext=(0, -9),
                 textcoords="offset points", ha="center", va="top", fontsize=7, color=colour)
@@ -381,6 +389,7 @@ def plot_batch_size(experiments: PathLike = "experiments", out: PathLike = "figu
     best = best_per_batch_size(runs)
     fig, (ax_tok, ax_time) = _figure(2)
     finals = [r.val_loss for r in best.values()]
+    stopped = []  # (axes, run, x) of the runs that diverged or failed: crossed once the y axis is set
     for r in sorted(runs, key=lambda r: (r.setting("data.batch_size"), r.setting("optim.lr"))):
         b = r.setting("data.batch_size")
         is_best = best.get(b) is r
@@ -397,11 +406,14 @@ def plot_batch_size(experiments: PathLike = "experiments", out: PathLike = "figu
                 ax.plot([end], [r.val_loss], "o", ms=6 if is_best else 4, color=colour[b],
                         mec="k" if is_best else None)
             elif r.state in STOPPED and xs:
-                _limits(ax, finals or ys, 2.2)
-                _mark_stopped(ax, r, xs[-1] / 1e6 if x == "tokens" else xs[-1], colour[b])
+                stopped.append((ax, r, xs[-1] / 1e6 if x == "tokens" else xs[-1]))
+    lows = finals or [min(line.get_ydata(), default=math.inf) for line in ax_tok.get_lines()]
     for ax in (ax_tok, ax_time):
-        _limits(ax, finals, 2.2)
-    ax_tok.set(xlabel="tokens (millions)", ylabel="training loss, smoothed (nats/token)",
+        _limits(ax, [v for v in lows if _finite(v)], 2.2)
+    for ax, r, x in stopped:
+        _mark_stopped(ax, r, x, colour[r.setting("data.batch_size")])
+    ax_tok.set_xscale("log")  # (batch 1 sees a hundredth of the tokens batch 128 sees in the same time)
+    ax_tok.set(xlabel="tokens (millions, log scale)", ylabel="training loss, smoothed (nats/token)",
                title="loss against tokens seen")
     ax_time.set(xlabel="wall-clock (s)", title="loss against wall-clock (dots: final validation loss)")
     ax_tok.legend(fontsize=6.5, ncol=2, title="bold: best lr of its batch size; final val loss", title_fontsize=7)
