@@ -696,7 +696,10 @@ small files to `experiments/GROUP/VARIANT/` (config, metrics, `eval.json` on the
 file, `env.json`, `status.json`; a run that diverges is recorded as such). This file and the
 figures `figures/07_GROUP.png` are generated from those files by `uv run cs336 experiments` (do not
 edit it by hand: the questions and conclusions live in the sweep specs, `experiments/*.toml`).
-Validation loss is in nats per token; bits per byte = loss / ln 2 / bytes per token.
+In the tables, val loss (nats per token) and bits per byte (= loss / ln 2 / bytes per token) are
+measured on the whole validation file after the run, with the weights its `eval.json` names (the
+`cpu` preset's runs: the moving average of the weights, `optim.ema_halflife`); the figures' curves
+are the losses logged during training.
 """
 
 
@@ -705,7 +708,7 @@ def format_log(experiments: PathLike = "experiments", figures: PathLike = "figur
     """The experiment log (Markdown); figure links relative to ``log_dir`` (default: ``experiments``)."""
     specs = load_specs(experiments)
     log_dir = Path(log_dir if log_dir is not None else experiments)
-    parts = [LOG_INTRO]
+    parts = [LOG_INTRO.strip()]
     for group in _groups(experiments, specs):
         group_specs = specs.get(group, [])
         results = list(group_results(group, experiments, specs).values())
