@@ -24,7 +24,7 @@ from torch import nn
 
 from cs336_basics.nn import FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff
 
-__all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM"]
+__all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "softcap"]
 
 
 class KVCache:
@@ -77,7 +77,7 @@ class ModelConfig:
     """A TransformerLM's sizes and ablation switches; the defaults are the handout's TinyStories model.
 
     ``d_ff = 0`` means the model's default width for its FFN (``nn.default_d_ff``: about 8/3 d_model
-    for SwiGLU, 4 d_model for the SiLU MLP), which is what ``TransformerLM(d_ff=None)`` builds.
+    for SwiGLU, 4 d_model for the SiLU and ReLU² MLPs), which is what ``TransformerLM(d_ff=None)`` builds.
 
         >>> cfg = ModelConfig(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=0)
         >>> cfg.as_kwargs()["d_ff"] is None, ModelConfig.choices()["norm"]
@@ -99,6 +99,10 @@ class ModelConfig:
     positional: Positional = "rope"
     ffn: FFN = "swiglu"
     tie_embeddings: bool = False
+    # the leaderboard recipe's switches (notebook 02); off, the defaults, they change nothing
+    qk_norm: bool = False         # RMSNorm on each head's queries and keys
+    logit_softcap: float = 0.0    # > 0: logits = cap * tanh(logits / cap)
+    zero_init_proj: bool = False  # attention and FFN output projections start at zero
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -119,6 +123,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not isinstance(self.d_ff, int) or self.d_ff < 0:
             raise ValueError(f"d_ff must be a positive integer (or 0 for the model's default), got {self.d_ff!r}")
+        if not isinstance(self.logit_softcap, (int, float)) or not self.logit_softcap >= 0:
+            raise ValueError(f"logit_softcap must be a number >= 0 (0: off), got {self.logit_softcap!r}")
         return self
 
     def as_kwargs(self) -> dict[str, Any]:
@@ -135,42 +141,30 @@ class TransformerLM(nn.Module):
 
     State-dict keys are the assignment's: token_embeddings.weight, layers.{i}.attn.{q,k,v,output}_proj.weight,
     layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
-    lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu".
+    lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu"|"relu2";
+    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj (see ``ModelConfig``).
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        context_length: int,
-        d_model: int,
-        num_layers: int,
-        num_heads: int,
-        d_ff: int | None = None,
-        rope_theta: float = ModelConfig.rope_theta,
-        *,
-        norm: Norm = ModelConfig.norm,
-        positional: Positional = ModelConfig.positional,
-        ffn: FFN = ModelConfig.ffn,
-        tie_embeddings: bool = ModelConfig.tie_embeddings,
-        device=None,
-        dtype=None,
-    ):
+    def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
+                 d_ff: int | None = None, rope_theta: float = ModelConfig.rope_theta, *,
+                 norm: Norm = ModelConfig.norm, positional: Positional = ModelConfig.positional,
+                 ffn: FFN = ModelConfig.ffn, tie_embeddings: bool = ModelConfig.tie_embeddings,
+                 qk_norm: bool = ModelConfig.qk_norm, logit_softcap: float = ModelConfig.logit_softcap,
+                 zero_init_proj: bool = ModelConfig.zero_init_proj, device=None, dtype=None):
         super().__init__()
-        ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, rope_theta, norm, positional,
-                    ffn, tie_embeddings).check()
+        settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
+                               positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
+                               bool(zero_init_proj)).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
-        self.config = dict(
-            vocab_size=vocab_size, context_length=context_length, d_model=d_model, num_layers=num_layers,
-            num_heads=num_heads, d_ff=d_ff, rope_theta=float(rope_theta), norm=norm, positional=positional,
-            ffn=ffn, tie_embeddings=bool(tie_embeddings),
-        )
-        self.vocab_size, self.context_length = vocab_size, context_length
+        self.config = dataclasses.asdict(settings) | {"d_ff": d_ff, "logit_softcap": float(logit_softcap)}
+        self.vocab_size, self.context_length, self.logit_softcap = vocab_size, context_length, float(logit_softcap)
         self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
-                             positional=positional, ffn=ffn, device=device, dtype=dtype)
+                             positional=positional, ffn=ffn, qk_norm=qk_norm, zero_init_proj=zero_init_proj,
+                             device=device, dtype=dtype)
             for _ in range(num_layers)
         )
         self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None
@@ -202,7 +196,7 @@ class TransformerLM(nn.Module):
             kv_cache.advance(seq)
         if self.ln_final is not None:
             x = self.ln_final(x)
-        return x if return_hidden else self.lm_head(x)
+        return x if return_hidden else softcap(self.lm_head(x), self.logit_softcap)
 
     def new_kv_cache(self) -> KVCache:
         """An empty cache for incremental decoding: ``logits = model(ids, kv_cache=cache)``."""
@@ -215,3 +209,14 @@ class TransformerLM(nn.Module):
         if not include_embeddings and not self.config["tie_embeddings"]:
             n -= self.token_embeddings.weight.numel()
         return n
+
+
+def softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(logits / cap): about ``logits`` where small, never beyond ±cap; cap 0: unchanged.
+
+    Half-precision logits are capped in float32 and stay float32 (the loss upcasts them anyway).
+
+    >>> softcap(torch.tensor([0.0, 1.0, 1000.0]), 30.0)
+    tensor([ 0.0000,  0.9996, 30.0000])
+    """
+    return logits if not cap else cap * torch.tanh(logits.to(torch.promote_types(logits.dtype, torch.float32)) / cap)

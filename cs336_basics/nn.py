@@ -114,12 +114,12 @@ def silu(x: torch.Tensor) -> torch.Tensor:
 
 
 def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
-    """The FFN inner width: ~8/3 d_model rounded to a multiple of 64 for SwiGLU, 4 d_model for SiLU.
+    """The FFN inner width: ~8/3 d_model rounded to a multiple of 64 for SwiGLU, 4 d_model for SiLU, ReLU².
 
-    >>> default_d_ff(512), default_d_ff(512, "silu")
-    (1344, 2048)
+    >>> default_d_ff(512), default_d_ff(512, "silu"), default_d_ff(512, "relu2")
+    (1344, 2048, 2048)
     """
-    if ffn == "silu":
+    if ffn in ("silu", "relu2"):
         return 4 * d_model
     return max(64, 64 * round(8 * d_model / 3 / 64))
 
@@ -149,6 +149,13 @@ class SiLUFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(silu(self.w1(x)))
+
+
+class ReLU2FeedForward(SiLUFeedForward):
+    """Ungated feed-forward network W2 relu(W1 x)^2 (d_ff = 4 d_model): ``ffn="relu2"``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(self.w1(x).clamp(min=0).square())
 
 
 class RotaryPositionalEmbedding(nn.Module):
@@ -220,19 +227,11 @@ class CausalMultiHeadSelfAttention(nn.Module):
 
     Parameters: q_proj, k_proj, v_proj (d_model -> d_model) and output_proj; d_k = d_v = d_model / num_heads.
     ``max_seq_len``/``theta`` size the RoPE tables; ``positional="none"`` disables RoPE (NoPE).
+    ``qk_norm=True`` adds q_norm, k_norm: RMSNorm(d_k) on every head's queries and keys, before RoPE.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        max_seq_len: int | None = None,
-        theta: float = 10000.0,
-        *,
-        positional: str = "rope",
-        device=None,
-        dtype=None,
-    ):
+    def __init__(self, d_model: int, num_heads: int, max_seq_len: int | None = None, theta: float = 10000.0, *,
+                 positional: str = "rope", qk_norm: bool = False, device=None, dtype=None):
         super().__init__()
         if num_heads <= 0 or d_model % num_heads:
             raise ValueError(
@@ -248,19 +247,16 @@ class CausalMultiHeadSelfAttention(nn.Module):
         self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.q_norm = RMSNorm(self.d_k, device=device, dtype=dtype) if qk_norm else None
+        self.k_norm = RMSNorm(self.d_k, device=device, dtype=dtype) if qk_norm else None
         self.rope = None
         if positional == "rope":
             if max_seq_len is None:
                 raise ValueError("RoPE needs max_seq_len (the longest sequence the model will see)")
             self.rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        token_positions: torch.Tensor | None = None,
-        kv_cache=None,
-        layer: int = 0,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
+                layer: int = 0) -> torch.Tensor:
         """x (..., seq, d_model); token_positions (..., seq) default to start, start+1, ...
 
         ``kv_cache`` (a ``model.KVCache``): attend to its cached keys/values for ``layer`` too and
@@ -273,6 +269,8 @@ class CausalMultiHeadSelfAttention(nn.Module):
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         qkv = (x @ w_qkv.T).unflatten(-1, (3, h, d_k)).movedim(-3, 0).transpose(-3, -2)
         q, k, v = qkv.unbind(0)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             if token_positions is None:
                 if start + seq > self.rope.max_seq_len:
@@ -292,7 +290,7 @@ class CausalMultiHeadSelfAttention(nn.Module):
 
 Norm = Literal["pre", "post", "none"]     # where the RMSNorms go
 Positional = Literal["rope", "none"]      # RoPE, or no position information at all (NoPE)
-FFN = Literal["swiglu", "silu"]           # gated SwiGLU, or the plain SiLU MLP
+FFN = Literal["swiglu", "silu", "relu2"]  # gated SwiGLU, the plain SiLU MLP, or the ReLU² MLP
 NORMS, POSITIONALS, FFNS = typing.get_args(Norm), typing.get_args(Positional), typing.get_args(FFN)
 
 
@@ -300,40 +298,32 @@ class TransformerBlock(nn.Module):
     """One Transformer block (pre-norm by default). (batch, seq, d_model) -> (batch, seq, d_model).
 
     Sub-modules (state-dict names): ln1, attn, ln2, ffn. ``norm``: "pre" | "post" | "none";
-    ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" (d_ff defaults to 8/3 or 4 x d_model).
+    ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" | "relu2" (d_ff defaults to 8/3 or 4 x
+    d_model); ``qk_norm`` (see the attention); ``zero_init_proj``: attn.output_proj and ffn.w2 start at 0.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        d_ff: int | None = None,
-        max_seq_len: int | None = None,
-        theta: float = 10000.0,
-        *,
-        norm: Norm = "pre",
-        positional: Positional = "rope",
-        ffn: FFN = "swiglu",
-        device=None,
-        dtype=None,
-    ):
+    def __init__(self, d_model: int, num_heads: int, d_ff: int | None = None, max_seq_len: int | None = None,
+                 theta: float = 10000.0, *, norm: Norm = "pre", positional: Positional = "rope", ffn: FFN = "swiglu",
+                 qk_norm: bool = False, zero_init_proj: bool = False, device=None, dtype=None):
         super().__init__()
-        for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS), ("ffn", ffn, FFNS)):
+        for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS),
+                                     ("ffn", ffn, FFNS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.norm = norm
-        self.attn = CausalMultiHeadSelfAttention(
-            d_model, num_heads, max_seq_len, theta, positional=positional, device=device, dtype=dtype
-        )
-        ffn_class = SwiGLU if ffn == "swiglu" else SiLUFeedForward
+        self.attn = CausalMultiHeadSelfAttention(d_model, num_heads, max_seq_len, theta, positional=positional,
+                                                 qk_norm=qk_norm, device=device, dtype=dtype)
+        ffn_class = {"swiglu": SwiGLU, "silu": SiLUFeedForward, "relu2": ReLU2FeedForward}[ffn]
         self.ffn = ffn_class(d_model, d_ff, device=device, dtype=dtype)
+        if zero_init_proj:  # after the usual init, so every other weight draws the same random numbers
+            nn.init.zeros_(self.attn.output_proj.weight)
+            nn.init.zeros_(self.ffn.w2.weight)
         if norm != "none":
             self.ln1 = RMSNorm(d_model, device=device, dtype=dtype)
             self.ln2 = RMSNorm(d_model, device=device, dtype=dtype)
 
-    def forward(
-        self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None, layer: int = 0
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
+                layer: int = 0) -> torch.Tensor:
         if self.norm == "pre":
             x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer)
             return x + self.ffn(self.ln2(x))

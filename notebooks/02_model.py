@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -27,7 +27,7 @@
 #   `RotaryPositionalEmbedding`, `CausalMultiHeadSelfAttention`, `TransformerBlock` (and, from
 #   `kernels.py` of notebook 02b, `softmax` and `scaled_dot_product_attention`).
 # * `cs336_basics/model.py`: `TransformerLM` (with the switches for the handout's ablations of
-#   section 7.3) and `KVCache` for fast decoding.
+#   section 7.3 and for the leaderboard recipe) and `KVCache` for fast decoding.
 #
 # From scratch means: inside the package, no `torch.nn.functional`, no `torch.nn` layers. Tensors,
 # `nn.Parameter`, `nn.Module` and `torch.nn.init` are all we use. The checks in this notebook *may*
@@ -270,7 +270,8 @@ def silu(x: torch.Tensor) -> torch.Tensor:
 # $4d_\text{model}$ two-matrix FFN), rounded to a multiple of 64 for the hardware.
 #
 # For the handout's SwiGLU-vs-SiLU ablation we also need the ungated FFN
-# $W_2\,\text{SiLU}(W_1x)$, with $d_\text{ff} = 4d_\text{model}$ to match parameters.
+# $W_2\,\text{SiLU}(W_1x)$, with $d_\text{ff} = 4d_\text{model}$ to match parameters (and its
+# sibling `ffn="relu2"`, see the leaderboard switches at the end).
 
 # %%
 def silu_gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -280,12 +281,12 @@ def silu_gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # %%
 #| export
 def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
-    """The FFN inner width: ~8/3 d_model rounded to a multiple of 64 for SwiGLU, 4 d_model for SiLU.
+    """The FFN inner width: ~8/3 d_model rounded to a multiple of 64 for SwiGLU, 4 d_model for SiLU, ReLU².
 
-    >>> default_d_ff(512), default_d_ff(512, "silu")
-    (1344, 2048)
+    >>> default_d_ff(512), default_d_ff(512, "silu"), default_d_ff(512, "relu2")
+    (1344, 2048, 2048)
     """
-    if ffn == "silu":
+    if ffn in ("silu", "relu2"):
         return 4 * d_model
     return max(64, 64 * round(8 * d_model / 3 / 64))
 
@@ -316,6 +317,13 @@ class SiLUFeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(silu(self.w1(x)))
 
+
+class ReLU2FeedForward(SiLUFeedForward):
+    """Ungated feed-forward network W2 relu(W1 x)^2 (d_ff = 4 d_model): ``ffn="relu2"``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(self.w1(x).clamp(min=0).square())
+
 # %%
 x = torch.linspace(-5, 5, 101)
 assert torch.allclose(silu(x), F.silu(x), atol=1e-6)
@@ -323,6 +331,8 @@ ffn = SwiGLU(64)
 x = torch.randn(2, 3, 64)
 expected = F.linear(F.silu(F.linear(x, ffn.w1.weight)) * F.linear(x, ffn.w3.weight), ffn.w2.weight)
 assert torch.allclose(ffn(x), expected, atol=1e-5)
+relu2 = ReLU2FeedForward(64)
+assert torch.allclose(relu2(x), F.linear(F.relu(F.linear(x, relu2.w1.weight)) ** 2, relu2.w2.weight), atol=1e-5)
 print({d: default_d_ff(d) for d in (64, 256, 512, 768, 1024, 1600)}, "(d_model -> SwiGLU d_ff)")
 
 # %% [markdown]
@@ -540,19 +550,11 @@ class CausalMultiHeadSelfAttention(nn.Module):
 
     Parameters: q_proj, k_proj, v_proj (d_model -> d_model) and output_proj; d_k = d_v = d_model / num_heads.
     ``max_seq_len``/``theta`` size the RoPE tables; ``positional="none"`` disables RoPE (NoPE).
+    ``qk_norm=True`` adds q_norm, k_norm: RMSNorm(d_k) on every head's queries and keys, before RoPE.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        max_seq_len: int | None = None,
-        theta: float = 10000.0,
-        *,
-        positional: str = "rope",
-        device=None,
-        dtype=None,
-    ):
+    def __init__(self, d_model: int, num_heads: int, max_seq_len: int | None = None, theta: float = 10000.0, *,
+                 positional: str = "rope", qk_norm: bool = False, device=None, dtype=None):
         super().__init__()
         if num_heads <= 0 or d_model % num_heads:
             raise ValueError(
@@ -568,19 +570,16 @@ class CausalMultiHeadSelfAttention(nn.Module):
         self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.q_norm = RMSNorm(self.d_k, device=device, dtype=dtype) if qk_norm else None
+        self.k_norm = RMSNorm(self.d_k, device=device, dtype=dtype) if qk_norm else None
         self.rope = None
         if positional == "rope":
             if max_seq_len is None:
                 raise ValueError("RoPE needs max_seq_len (the longest sequence the model will see)")
             self.rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        token_positions: torch.Tensor | None = None,
-        kv_cache=None,
-        layer: int = 0,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
+                layer: int = 0) -> torch.Tensor:
         """x (..., seq, d_model); token_positions (..., seq) default to start, start+1, ...
 
         ``kv_cache`` (a ``model.KVCache``): attend to its cached keys/values for ``layer`` too and
@@ -593,6 +592,8 @@ class CausalMultiHeadSelfAttention(nn.Module):
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         qkv = (x @ w_qkv.T).unflatten(-1, (3, h, d_k)).movedim(-3, 0).transpose(-3, -2)
         q, k, v = qkv.unbind(0)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             if token_positions is None:
                 if start + seq > self.rope.max_seq_len:
@@ -619,6 +620,8 @@ def mha_oracle(x, attn, positions=None):
     h = attn.num_heads
     split = lambda t: t.reshape(*lead, s, h, d // h).transpose(-3, -2)
     q, k, v = (split(F.linear(x, p.weight)) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+    if attn.q_norm is not None:  # qk_norm: RMSNorm over each head's d_k dimensions, before RoPE
+        q, k = (F.rms_norm(t, (d // h,), n.weight, eps=1e-5) for t, n in ((q, attn.q_norm), (k, attn.k_norm)))
     if positions is not None:
         q, k = rope_matrix(q, positions, 10000.0), rope_matrix(k, positions, 10000.0)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -630,6 +633,9 @@ assert torch.allclose(attn(x), mha_oracle(x, attn, torch.arange(10)), atol=1e-5)
 nope = CausalMultiHeadSelfAttention(32, 4, positional="none")
 nope.load_state_dict(attn.state_dict())
 assert torch.allclose(nope(x), mha_oracle(x, nope), atol=1e-5)
+qk = CausalMultiHeadSelfAttention(32, 4, max_seq_len=16, qk_norm=True)
+qk.q_norm.weight.data.uniform_(0.5, 1.5)
+assert torch.allclose(qk(x), mha_oracle(x, qk, torch.arange(10)), atol=1e-5)
 print(sorted(attn.state_dict()))
 
 # %% [markdown]
@@ -645,7 +651,7 @@ print(sorted(attn.state_dict()))
 #| export
 Norm = Literal["pre", "post", "none"]     # where the RMSNorms go
 Positional = Literal["rope", "none"]      # RoPE, or no position information at all (NoPE)
-FFN = Literal["swiglu", "silu"]           # gated SwiGLU, or the plain SiLU MLP
+FFN = Literal["swiglu", "silu", "relu2"]  # gated SwiGLU, the plain SiLU MLP, or the ReLU² MLP
 NORMS, POSITIONALS, FFNS = typing.get_args(Norm), typing.get_args(Positional), typing.get_args(FFN)
 
 
@@ -653,40 +659,32 @@ class TransformerBlock(nn.Module):
     """One Transformer block (pre-norm by default). (batch, seq, d_model) -> (batch, seq, d_model).
 
     Sub-modules (state-dict names): ln1, attn, ln2, ffn. ``norm``: "pre" | "post" | "none";
-    ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" (d_ff defaults to 8/3 or 4 x d_model).
+    ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" | "relu2" (d_ff defaults to 8/3 or 4 x
+    d_model); ``qk_norm`` (see the attention); ``zero_init_proj``: attn.output_proj and ffn.w2 start at 0.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_heads: int,
-        d_ff: int | None = None,
-        max_seq_len: int | None = None,
-        theta: float = 10000.0,
-        *,
-        norm: Norm = "pre",
-        positional: Positional = "rope",
-        ffn: FFN = "swiglu",
-        device=None,
-        dtype=None,
-    ):
+    def __init__(self, d_model: int, num_heads: int, d_ff: int | None = None, max_seq_len: int | None = None,
+                 theta: float = 10000.0, *, norm: Norm = "pre", positional: Positional = "rope", ffn: FFN = "swiglu",
+                 qk_norm: bool = False, zero_init_proj: bool = False, device=None, dtype=None):
         super().__init__()
-        for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS), ("ffn", ffn, FFNS)):
+        for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS),
+                                     ("ffn", ffn, FFNS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.norm = norm
-        self.attn = CausalMultiHeadSelfAttention(
-            d_model, num_heads, max_seq_len, theta, positional=positional, device=device, dtype=dtype
-        )
-        ffn_class = SwiGLU if ffn == "swiglu" else SiLUFeedForward
+        self.attn = CausalMultiHeadSelfAttention(d_model, num_heads, max_seq_len, theta, positional=positional,
+                                                 qk_norm=qk_norm, device=device, dtype=dtype)
+        ffn_class = {"swiglu": SwiGLU, "silu": SiLUFeedForward, "relu2": ReLU2FeedForward}[ffn]
         self.ffn = ffn_class(d_model, d_ff, device=device, dtype=dtype)
+        if zero_init_proj:  # after the usual init, so every other weight draws the same random numbers
+            nn.init.zeros_(self.attn.output_proj.weight)
+            nn.init.zeros_(self.ffn.w2.weight)
         if norm != "none":
             self.ln1 = RMSNorm(d_model, device=device, dtype=dtype)
             self.ln2 = RMSNorm(d_model, device=device, dtype=dtype)
 
-    def forward(
-        self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None, layer: int = 0
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
+                layer: int = 0) -> torch.Tensor:
         if self.norm == "pre":
             x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer)
             return x + self.ffn(self.ln2(x))
@@ -704,7 +702,7 @@ z = x + mha_oracle(rms(x, block.ln1.weight), block.attn, torch.arange(10))
 h = rms(z, block.ln2.weight)
 expected = z + F.linear(F.silu(F.linear(h, block.ffn.w1.weight)) * F.linear(h, block.ffn.w3.weight), block.ffn.w2.weight)
 assert torch.allclose(block(x), expected, atol=1e-5)
-for kw in ({"norm": "post"}, {"norm": "none"}, {"positional": "none"}, {"ffn": "silu"}):
+for kw in ({"norm": "post"}, {"norm": "none"}, {"positional": "none"}, {"ffn": "silu"}, {"ffn": "relu2"}):
     b = TransformerBlock(32, 4, max_seq_len=16, **kw)
     print(kw, "->", b(x).shape, sorted({k.split(".")[0] for k in b.state_dict()}), "d_ff", b.ffn.w1.out_features)
 
@@ -753,7 +751,7 @@ from torch import nn
 
 from cs336_basics.nn import FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff
 
-__all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM"]
+__all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "softcap"]
 
 # %% [markdown]
 # The KV cache holds, per layer, the rotated keys and the values of every position seen so far,
@@ -821,7 +819,7 @@ class ModelConfig:
     """A TransformerLM's sizes and ablation switches; the defaults are the handout's TinyStories model.
 
     ``d_ff = 0`` means the model's default width for its FFN (``nn.default_d_ff``: about 8/3 d_model
-    for SwiGLU, 4 d_model for the SiLU MLP), which is what ``TransformerLM(d_ff=None)`` builds.
+    for SwiGLU, 4 d_model for the SiLU and ReLU² MLPs), which is what ``TransformerLM(d_ff=None)`` builds.
 
         >>> cfg = ModelConfig(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=0)
         >>> cfg.as_kwargs()["d_ff"] is None, ModelConfig.choices()["norm"]
@@ -843,6 +841,10 @@ class ModelConfig:
     positional: Positional = "rope"
     ffn: FFN = "swiglu"
     tie_embeddings: bool = False
+    # the leaderboard recipe's switches (notebook 02); off, the defaults, they change nothing
+    qk_norm: bool = False         # RMSNorm on each head's queries and keys
+    logit_softcap: float = 0.0    # > 0: logits = cap * tanh(logits / cap)
+    zero_init_proj: bool = False  # attention and FFN output projections start at zero
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -863,6 +865,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not isinstance(self.d_ff, int) or self.d_ff < 0:
             raise ValueError(f"d_ff must be a positive integer (or 0 for the model's default), got {self.d_ff!r}")
+        if not isinstance(self.logit_softcap, (int, float)) or not self.logit_softcap >= 0:
+            raise ValueError(f"logit_softcap must be a number >= 0 (0: off), got {self.logit_softcap!r}")
         return self
 
     def as_kwargs(self) -> dict[str, Any]:
@@ -881,42 +885,30 @@ class TransformerLM(nn.Module):
 
     State-dict keys are the assignment's: token_embeddings.weight, layers.{i}.attn.{q,k,v,output}_proj.weight,
     layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
-    lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu".
+    lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu"|"relu2";
+    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj (see ``ModelConfig``).
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        context_length: int,
-        d_model: int,
-        num_layers: int,
-        num_heads: int,
-        d_ff: int | None = None,
-        rope_theta: float = ModelConfig.rope_theta,
-        *,
-        norm: Norm = ModelConfig.norm,
-        positional: Positional = ModelConfig.positional,
-        ffn: FFN = ModelConfig.ffn,
-        tie_embeddings: bool = ModelConfig.tie_embeddings,
-        device=None,
-        dtype=None,
-    ):
+    def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
+                 d_ff: int | None = None, rope_theta: float = ModelConfig.rope_theta, *,
+                 norm: Norm = ModelConfig.norm, positional: Positional = ModelConfig.positional,
+                 ffn: FFN = ModelConfig.ffn, tie_embeddings: bool = ModelConfig.tie_embeddings,
+                 qk_norm: bool = ModelConfig.qk_norm, logit_softcap: float = ModelConfig.logit_softcap,
+                 zero_init_proj: bool = ModelConfig.zero_init_proj, device=None, dtype=None):
         super().__init__()
-        ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, rope_theta, norm, positional,
-                    ffn, tie_embeddings).check()
+        settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
+                               positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
+                               bool(zero_init_proj)).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
-        self.config = dict(
-            vocab_size=vocab_size, context_length=context_length, d_model=d_model, num_layers=num_layers,
-            num_heads=num_heads, d_ff=d_ff, rope_theta=float(rope_theta), norm=norm, positional=positional,
-            ffn=ffn, tie_embeddings=bool(tie_embeddings),
-        )
-        self.vocab_size, self.context_length = vocab_size, context_length
+        self.config = dataclasses.asdict(settings) | {"d_ff": d_ff, "logit_softcap": float(logit_softcap)}
+        self.vocab_size, self.context_length, self.logit_softcap = vocab_size, context_length, float(logit_softcap)
         self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
-                             positional=positional, ffn=ffn, device=device, dtype=dtype)
+                             positional=positional, ffn=ffn, qk_norm=qk_norm, zero_init_proj=zero_init_proj,
+                             device=device, dtype=dtype)
             for _ in range(num_layers)
         )
         self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None
@@ -948,7 +940,7 @@ class TransformerLM(nn.Module):
             kv_cache.advance(seq)
         if self.ln_final is not None:
             x = self.ln_final(x)
-        return x if return_hidden else self.lm_head(x)
+        return x if return_hidden else softcap(self.lm_head(x), self.logit_softcap)
 
     def new_kv_cache(self) -> KVCache:
         """An empty cache for incremental decoding: ``logits = model(ids, kv_cache=cache)``."""
@@ -961,6 +953,17 @@ class TransformerLM(nn.Module):
         if not include_embeddings and not self.config["tie_embeddings"]:
             n -= self.token_embeddings.weight.numel()
         return n
+
+
+def softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(logits / cap): about ``logits`` where small, never beyond ±cap; cap 0: unchanged.
+
+    Half-precision logits are capped in float32 and stay float32 (the loss upcasts them anyway).
+
+    >>> softcap(torch.tensor([0.0, 1.0, 1000.0]), 30.0)
+    tensor([ 0.0000,  0.9996, 30.0000])
+    """
+    return logits if not cap else cap * torch.tanh(logits.to(torch.promote_types(logits.dtype, torch.float32)) / cap)
 
 # %% [markdown]
 # Check the whole model against an oracle built from `torch.nn.functional` with the same state
@@ -1015,6 +1018,40 @@ print(cache, "max |full - cached| =", (full - incremental).abs().max().item())
 assert torch.allclose(full, incremental, atol=1e-5)
 
 # %% [markdown]
+# ## The leaderboard recipe's switches
+#
+# Four changes from recent speed-run recipes, built into the classes above; each is off by default,
+# and then the model is exactly the one checked above.
+# * `qk_norm=True`: RMSNorm (a learned gain per head dimension) on each head's queries and keys, before
+#   RoPE. The scores stay bounded and cannot saturate the softmax: higher learning rates train (OLMo 2).
+# * `ffn="relu2"`: the MLP $W_2\,\text{ReLU}(W_1x)^2$, $d_\text{ff} = 4d_\text{model}$ (Primer,
+#   modded-nanoGPT): two matrices and a cheap activation, about as good as SwiGLU there.
+# * `logit_softcap=c`: logits become $c\tanh(\text{logits}/c)$, unchanged while small, never beyond
+#   $\pm c$ (Gemma 2, modded-nanoGPT): no logit grows without bound. The forward pass (evaluation,
+#   sampling) and the chunked training loss `linear_cross_entropy` both apply it.
+# * `zero_init_proj=True`: the attention and FFN output projections start at zero, so each block
+#   starts as the identity and grows in, instead of adding noise to the residual stream.
+#
+# Checks: the KV cache still decodes exactly, every weight gets a gradient, softcapped logits are
+# $c\tanh(\cdot/c)$ of the same weights' logits, zero-initialised blocks start as the identity.
+# Whether they help at equal training time is for the CPU ablations (notebook 06).
+
+# %%
+kw = dict(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
+for switch in ({"qk_norm": True}, {"ffn": "relu2"}, {"logit_softcap": 2.0}, {"zero_init_proj": True}):
+    m = TransformerLM(**kw, **switch)
+    logits, cache = m(ids), m.new_kv_cache()
+    with torch.no_grad():
+        cached = torch.cat([m(ids[:, :8], kv_cache=cache)] + [m(ids[:, t : t + 1], kv_cache=cache) for t in range(8, 20)], 1)
+    logits.logsumexp(-1).mean().backward()
+    assert torch.allclose(logits, cached, atol=1e-5) and all(p.grad is not None for p in m.parameters())
+    print(f"{switch}: {m.num_parameters():,} parameters, max |logit| {logits.abs().max():.2f}")
+capped, m = TransformerLM(**kw, logit_softcap=2.0), TransformerLM(**kw, zero_init_proj=True)
+capped.load_state_dict(model.state_dict())
+identity = F.linear(F.rms_norm(m.token_embeddings(ids), (64,), m.ln_final.weight, eps=1e-5), m.lm_head.weight)
+assert torch.allclose(capped(ids), 2 * torch.tanh(model(ids) / 2), atol=1e-6) and torch.allclose(m(ids), identity, atol=1e-5)
+
+# %% [markdown]
 # The errors a user is likely to hit say what is wrong and how to fix it:
 
 # %%
@@ -1035,15 +1072,11 @@ for make in (
 # * **02b · Making it fast** writes the faster versions of `rms_norm`, `silu_gate`, `softmax`,
 #   `scaled_dot_product_attention` and `causal_attention` that the package runs (`kernels.py`),
 #   checks each equal to the plain one above, and shows bf16 autocast and `torch.compile`.
-# * **03 · FLOPs** counts parameters and matmul FLOPs from `model.config` (the keys above:
-#   `vocab_size, context_length, d_model, num_layers, num_heads, d_ff, rope_theta, norm, positional,
-#   ffn, tie_embeddings`). The forward pass does exactly these matmuls per layer: one fused
-#   (tokens × d_model) @ (d_model × 3 d_model) QKV projection, $QK^\top$ and attention·V per head,
-#   the output projection, the FFN's w1, w3 (SwiGLU only) and w2; then the LM head. The plain
-#   attention above computes the dense $QK^\top$ and attention·V ($2 s^2 d_\text{model}$ FLOPs
-#   each per layer and sequence); the package's causal query blocks (02b) skip fully masked key
-#   blocks beyond 64 positions, so the FLOPs *executed* there are fewer (10/16 of them at 256
-#   positions). The accountant counts the dense matmuls, the usual convention for MFU.
+# * **03 · FLOPs** counts parameters and matmul FLOPs from `model.config` (the keys above). Per
+#   layer the forward pass does one fused QKV projection, $QK^\top$ and attention·V per head, the
+#   output projection, the FFN's w1, w3 (SwiGLU only) and w2; then the LM head. The accountant counts
+#   dense attention ($2 s^2 d_\text{model}$ FLOPs per matmul, layer and sequence), the usual
+#   convention for MFU; the causal query blocks of 02b execute fewer (10/16 at 256 positions).
 # * **04 · Training** builds `TransformerLM(**config)`, trains it on `(batch, context_length)`
 #   token batches (under bf16 autocast and `torch.compile` on a GPU), and stores `model.config` in
 #   checkpoints. **05 · Sampling** decodes with `model.new_kv_cache()`.
