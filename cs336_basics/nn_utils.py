@@ -92,10 +92,11 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of ``hidden @ weight.T`` over (n, d) hidden rows, ``rows`` at a time."""
+    """Mean cross-entropy of ``hidden @ weight.T`` (softcapped if ``cap``) over (n, d) rows, ``rows`` at a time."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int) -> torch.Tensor:
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int,
+                cap: float) -> torch.Tensor:
         n = hidden.shape[0]
         want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_hidden = torch.empty_like(hidden) if want_grad else None
@@ -104,6 +105,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, n, rows):
             h, t = hidden[start:start + rows], targets[start:start + rows]
             logits = h @ weight.T  # (rows, vocab), small enough to stay in cache
+            if cap:  # logits = cap tanh(z / cap); keep tanh for the chain rule's d/dz = 1 - tanh^2
+                tanh = logits.div_(cap).tanh_()
+                logits = tanh * cap
             target_logit = logits.gather(1, t.unsqueeze(1))
             row_max = logits.amax(dim=1, keepdim=True)
             exp = logits.sub_(row_max).exp_()  # in place: one (rows, vocab) buffer per chunk
@@ -112,6 +116,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if want_grad:  # d(sum of losses)/d logits = softmax - one_hot, used while in cache
                 probs = exp.div_(sum_exp)
                 probs.scatter_add_(1, t.unsqueeze(1), probs.new_full((len(t), 1), -1.0))
+                if cap:
+                    probs.mul_(tanh.square_().neg_().add_(1))
                 torch.mm(probs, weight, out=grad_hidden[start:start + rows])
                 grad_weight.addmm_(probs.T, h)
         ctx.save_for_backward(grad_hidden, grad_weight)
@@ -123,13 +129,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_hidden, grad_weight = ctx.saved_tensors
         scale = grad / ctx.n
         return (grad_hidden * scale if ctx.needs_input_grad[0] else None,
-                grad_weight * scale if ctx.needs_input_grad[1] else None, None, None)
+                grad_weight * scale if ctx.needs_input_grad[1] else None, None, None, None)
 
 
 @torch.compiler.disable  # eager on purpose: a compiled version measured no faster (the matmuls dominate)
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         rows_per_chunk: int = 128) -> torch.Tensor:
+                         rows_per_chunk: int = 128, softcap: float = 0.0) -> torch.Tensor:
     """``cross_entropy(hidden @ weight.T, targets)`` without ever holding all the logits.
+
+    ``softcap > 0``: the loss of the capped logits ``softcap * tanh(hidden @ weight.T / softcap)``,
+    as ``TransformerLM(logit_softcap=...)`` computes them.
 
     hidden: (..., d_model); weight: (vocab, d_model), the output layer's; targets: (...) ids.
     Works through ``rows_per_chunk`` positions at a time and computes the gradients of hidden and
@@ -150,7 +159,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         raise TypeError("linear_cross_entropy: targets must be integer token ids (torch.long), not floats")
     if rows_per_chunk < 1:
         raise ValueError(f"linear_cross_entropy: rows_per_chunk must be >= 1, got {rows_per_chunk}")
+    if not softcap >= 0:
+        raise ValueError(f"linear_cross_entropy: softcap must be >= 0 (0: off), got {softcap}")
     dtype = torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)
     with torch.autocast(hidden.device.type, enabled=False):
         return _LinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]).to(dtype), weight.to(dtype),
-                                         targets.reshape(-1).long(), rows_per_chunk)
+                                         targets.reshape(-1).long(), rows_per_chunk, float(softcap))

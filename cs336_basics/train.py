@@ -170,8 +170,8 @@ def _token_files(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 def _resume(run: RunFolder, config: TrainConfig, model, optimizer, averager, batch_rng, device) -> tuple[int, float, float | None]:
     """Load the latest checkpoint into the model, AdamW, the average and the RNGs; (step, clock, last loss)."""
     ckpt = read_checkpoint(run.latest, map_location=device)
-    saved = ckpt.get("config", {}).get("model")
-    if saved is not None and saved != dataclasses.asdict(config.model):
+    saved = ckpt.get("config", {}).get("model")  # a setting newer than the checkpoint counts as its default
+    if saved is not None and {**dataclasses.asdict(type(config.model)()), **saved} != dataclasses.asdict(config.model):
         raise ConfigError(f"[model] differs from the checkpoint's ({saved}); resume with the same model settings")
     model.load_state_dict(ckpt["model"])
     try:
@@ -412,7 +412,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 with autocast():
                     out = model(x, return_hidden=chunked_loss)  # hidden states or logits
                 if chunked_loss:
-                    loss = linear_cross_entropy(out, raw_model.lm_head.weight, y, r.loss_chunk_rows)
+                    loss = linear_cross_entropy(out, raw_model.lm_head.weight, y, r.loss_chunk_rows, m.logit_softcap)
                 else:
                     loss = loss_fn(out, y)
                 optimizer.zero_grad(set_to_none=True)
