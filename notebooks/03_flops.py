@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -131,8 +131,9 @@ def _seq(cfg: dict, seq_len, batch_size=1):
 #
 # Each `Linear` is a `(out, in)` matrix without bias, each `RMSNorm` a gain vector of size
 # `d_model`. A block holds four `d_model × d_model` attention projections, the FFN's two or three
-# `d_model × d_ff` matrices and two norms; around the blocks sit the token embedding, the final
-# norm and the LM head (shared with the embedding when `tie_embeddings=True`).
+# `d_model × d_ff` matrices and two norms (with `qk_norm`, two more gains of size `d_k` for the
+# queries and keys); around the blocks sit the token embedding, the final norm and the LM head
+# (shared with the embedding when `tie_embeddings=True`).
 
 # %%
 #| export
@@ -140,8 +141,8 @@ def parameter_counts(config: dict) -> dict:
     """Trainable parameters per component, for one layer and in total.
 
     Keys: ``embedding``, ``attn_q``/``attn_k``/``attn_v``/``attn_o``, ``ffn_w1``/``ffn_w2``/``ffn_w3``,
-    ``norms`` (ln1 + ln2) — these per layer —, ``final_norm``, ``lm_head`` (0 when tied),
-    ``per_layer`` and ``total``.
+    ``norms`` (ln1 + ln2, + the q/k gains with ``qk_norm``) — these per layer —, ``final_norm``,
+    ``lm_head`` (0 when tied), ``per_layer`` and ``total``.
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> c = parameter_counts(cfg); c["per_layer"], c["total"]
@@ -155,7 +156,7 @@ def parameter_counts(config: dict) -> dict:
     layer = {
         "attn_q": d * d, "attn_k": d * d, "attn_v": d * d, "attn_o": d * d,
         "ffn_w1": d * f, "ffn_w2": f * d, "ffn_w3": d * f if cfg["ffn"] == "swiglu" else 0,
-        "norms": 2 * d if has_norm else 0,
+        "norms": (2 * d if has_norm else 0) + (2 * d // cfg["num_heads"] if cfg["qk_norm"] else 0),
     }
     # pre-norm ends with a final RMSNorm; post-norm blocks already end normalized, so it has none
     counts = {"embedding": v * d, **layer, "final_norm": d if cfg["norm"] == "pre" else 0,
@@ -365,10 +366,11 @@ counter.get_total_flops()
 def activation_counts(config: dict, batch_size: int = 1, seq_len: int | None = None) -> dict:
     """Number of activation values saved for backward (the handout's list), by component.
 
-    Per layer: ``norms`` (2 RMSNorm outputs, 0 without norms), ``qkv`` (3), ``scores`` (QKᵀ),
-    ``softmax``, ``attn_values`` (weighted sum), ``attn_out``, ``ffn_inner`` (W1 and SiLU outputs,
-    + W3 output and gated product for SwiGLU), ``ffn_out`` (W2); then ``final_norm``, ``logits``,
-    ``cross_entropy`` (softmax over the logits); ``per_layer`` and ``total``.
+    Per layer: ``norms`` (2 RMSNorm outputs, 0 without norms; + the normalised q, k with ``qk_norm``),
+    ``qkv`` (3), ``scores`` (QKᵀ), ``softmax``, ``attn_values`` (weighted sum), ``attn_out``,
+    ``ffn_inner`` (W1 and SiLU outputs, + W3 output and gated product for SwiGLU), ``ffn_out`` (W2);
+    then ``final_norm``, ``logits`` (twice with a softcap), ``cross_entropy`` (softmax over the
+    logits); ``per_layer`` and ``total``.
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> a = activation_counts(cfg); a["scores"], a["per_layer"], a["total"]
@@ -380,7 +382,7 @@ def activation_counts(config: dict, batch_size: int = 1, seq_len: int | None = N
     d, f, h, v = cfg["d_model"], cfg["d_ff"], cfg["num_heads"], cfg["vocab_size"]
     has_norm = cfg["norm"] != "none"
     layer = {
-        "norms": 2 * bt * d if has_norm else 0,
+        "norms": (2 * bt * d if has_norm else 0) + (2 * bt * d if cfg["qk_norm"] else 0),
         "qkv": 3 * bt * d,
         "scores": batch_size * h * seq * seq,
         "softmax": batch_size * h * seq * seq,
@@ -389,7 +391,8 @@ def activation_counts(config: dict, batch_size: int = 1, seq_len: int | None = N
         "ffn_inner": (4 if cfg["ffn"] == "swiglu" else 2) * bt * f,
         "ffn_out": bt * d,
     }
-    counts = {**layer, "final_norm": bt * d if cfg["norm"] == "pre" else 0, "logits": bt * v,
+    counts = {**layer, "final_norm": bt * d if cfg["norm"] == "pre" else 0,
+              "logits": bt * v * (2 if cfg["logit_softcap"] else 1),  # a softcap keeps both (tanh's backward)
               "cross_entropy": bt * v}
     counts["per_layer"] = sum(layer.values())
     counts["total"] = cfg["num_layers"] * counts["per_layer"] + counts["final_norm"] + counts["logits"] \

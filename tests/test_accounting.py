@@ -21,6 +21,8 @@ CONFIGS = {
     "post_norm": {**BASE, "norm": "post", "num_layers": 3},
     "nope": {**BASE, "positional": "none"},
     "tied": {**BASE, "tie_embeddings": True},
+    "qk_norm_relu2": {**BASE, "qk_norm": True, "ffn": "relu2", "d_ff": None},  # the leaderboard switches
+    "softcap_zero_init": {**BASE, "logit_softcap": 30.0, "zero_init_proj": True},
 }
 
 
@@ -59,7 +61,8 @@ def test_parameter_counts_match_the_model(name):
     for key, suffix in per_layer.items():
         p = params.get(f"layers.0.{suffix}")
         assert counts[key] == (0 if p is None else p.numel()), key
-    norms = sum(p.numel() for n, p in params.items() if n.startswith("layers.0.ln"))
+    norms = sum(p.numel() for n, p in params.items()
+                if n.startswith(("layers.0.ln", "layers.0.attn.q_norm", "layers.0.attn.k_norm")))
     assert counts["norms"] == norms
     assert counts["embedding"] == params["token_embeddings.weight"].numel()
     assert counts["lm_head"] == (params["lm_head.weight"].numel() if "lm_head.weight" in params else 0)
