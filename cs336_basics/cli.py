@@ -223,7 +223,7 @@ def _add_train(sub) -> None:
         epilog="example: cs336 train --config configs/smoke.toml --set optim.lr=3e-3 --set run.out_dir=runs/lr3e-3",
     )
     p.add_argument("--config", required=True, help="TOML preset, e.g. configs/cpu.toml (sections model, optim, "
-                   "schedule, data, run)")
+                   "schedule, data, run); configs/ holds smoke, cpu, cpu_web, tinystories, owt and leaderboard")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value (repeatable), e.g. --set schedule.max_steps=2000")
     p.add_argument("--resume", action="store_true", help="continue from run.out_dir/checkpoints/latest.pt")
@@ -381,7 +381,8 @@ def _add_prepare(sub) -> None:
         "data/tinystories and data/owt are downloaded first when their text is absent. Running it again "
         "skips what is up to date; other text or another vocabulary into the same folder is refused.",
     )
-    p.add_argument("preset", help="a preset (configs/PRESET.toml: tinystories, owt, cpu, cpu_web, ...) or a .toml path")
+    p.add_argument("preset", help="a preset (configs/PRESET.toml: tinystories, owt, leaderboard, cpu, "
+                   "cpu_web, ...) or a .toml path")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="folder with train.txt and valid.txt (default: the data folder's own text, "
                         "downloaded for tinystories and owt)")

@@ -116,7 +116,7 @@ _POSITIVE = {("model", k) for k in ModelConfig.SIZES} | {
     ("schedule", "max_steps"), ("data", "batch_size"), ("run", "log_every"), ("run", "eval_every"),
     ("run", "eval_batches"), ("run", "checkpoint_every"),
 }
-_NON_NEGATIVE = {("model", "d_ff"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
+_NON_NEGATIVE = {("model", "d_ff"), ("model", "logit_softcap"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
                  ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"), ("optim", "ema_halflife"),
                  ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
                  ("schedule", "min_lr_ratio"), ("schedule", "max_seconds"), ("run", "num_threads"), ("run", "peak_flops"),

@@ -212,13 +212,26 @@ HOW_TO_RUN = {"run.progress", "run.num_threads", "run.device", "run.wandb", "run
               "data.train_tokens", "data.valid_tokens", "data.tokenizer"}
 
 
-def training_options(config) -> dict:
-    """The run's settings as ``{"section.key": value}``, less those in HOW_TO_RUN."""
+def training_options(config, records: StageRecords | None = None) -> dict:
+    """The run's settings as ``{"section.key": value}``, less those in HOW_TO_RUN.
+
+    With ``records``: less the settings that its train stage does not record and that hold their
+    default, i.e. settings newer than the cs336 that made the run, which that run had at their
+    default (new model switches default to off), so that the run still counts as up to date.
+    """
     import dataclasses
 
-    flat = {f"{section}.{key}": value for section, values in dataclasses.asdict(config).items()
-            for key, value in values.items()}
-    return {key: value for key, value in flat.items() if key not in HOW_TO_RUN}
+    def flat(c) -> dict:
+        return {f"{section}.{key}": value for section, values in dataclasses.asdict(c).items()
+                for key, value in values.items() if f"{section}.{key}" not in HOW_TO_RUN}
+
+    options = flat(config)
+    recorded = records.stages.get("train", {}).get("options") if records is not None else None
+    if recorded is None:
+        return options
+    defaults = flat(type(config)())
+    return {key: value for key, value in options.items()
+            if key in recorded or key not in defaults or value != defaults[key]}
 
 
 def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, sample_tokens, temperature,
@@ -240,7 +253,7 @@ def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, s
     # What each stage reads and is told: (inputs, options)
     tokenizer_io = ({"train.txt": train_txt}, {"vocab_size": vocab_size, "special_tokens": [END_OF_TEXT]})
     tokenize_io = ({"train.txt": train_txt, "valid.txt": valid_txt, "tokenizer": tok_dir}, {})
-    train_io = ({"train.npy": train_npy, "valid.npy": valid_npy}, training_options(config))
+    train_io = ({"train.npy": train_npy, "valid.npy": valid_npy}, training_options(config, records))
 
     # ---- refuse up front, before anything is overwritten, when the folder holds other work
     started = [p for p in (run.config, latest) if p.exists()]
