@@ -1,0 +1,429 @@
+"""The leaderboard recipe's model switches: qk_norm, ffn="relu2", logit_softcap, zero_init_proj.
+
+Each is off by default, and off is today's model (same seed, same weights, same logits); each one on
+matches an oracle built from torch.nn.functional, changes the computation, lets gradients through,
+decodes with the KV cache, survives the chunked loss (softcap), counts right, and trains from the
+command line. Checkpoints written before the switches existed still load and resume.
+"""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cs336_basics import cli
+from cs336_basics.config import ConfigError, config_to_toml, load_config
+from cs336_basics.model import ModelConfig, TransformerLM, softcap
+from cs336_basics.nn import default_d_ff
+from cs336_basics.nn_utils import cross_entropy, linear_cross_entropy
+from cs336_basics.runs import load_model_from_run
+from cs336_basics.serialization import read_checkpoint
+from cs336_basics.train import train
+
+from tests.test_model import lm_oracle, rope_oracle
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "configs" / "smoke.toml"
+SIZES = dict(vocab_size=64, context_length=24, d_model=32, num_layers=2, num_heads=4)
+SWITCHES = {"qk_norm": True, "ffn": "relu2", "logit_softcap": 1.5, "zero_init_proj": True}
+ONE_AT_A_TIME = [{k: v} for k, v in SWITCHES.items()]
+EACH_AND_ALL = ONE_AT_A_TIME + [SWITCHES]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def build(seed=0, randomize=False, **kw):
+    torch.manual_seed(seed)
+    model = TransformerLM(**SIZES, **kw)
+    if randomize:  # gains and zeroed projections away from their init, so the oracle sees every weight
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if p.ndim == 1:
+                    p.uniform_(0.5, 1.5)
+                elif name.endswith(("output_proj.weight", "w2.weight")) and not p.any():
+                    p.normal_(0.0, 0.1)
+    return model
+
+
+def switched_lm_oracle(w, ids, num_layers, num_heads, qk_norm=False, ffn="swiglu", logit_softcap=0.0,
+                       zero_init_proj=False):
+    """A pre-norm LM from F.* with the switches: RMSNorm on q and k per head, ReLU² MLP, softcap."""
+    x = F.embedding(ids, w["token_embeddings.weight"])
+    d, h, pos = x.shape[-1], num_heads, torch.arange(ids.shape[1])
+    split = lambda t: t.unflatten(-1, (h, d // h)).transpose(1, 2)
+    for i in range(num_layers):
+        p = lambda name: w[f"layers.{i}.{name}"]
+        a = F.rms_norm(x, (d,), p("ln1.weight"), eps=1e-5)
+        q, k, v = (split(F.linear(a, p(f"attn.{n}_proj.weight"))) for n in "qkv")
+        if qk_norm:
+            q = F.rms_norm(q, (d // h,), p("attn.q_norm.weight"), eps=1e-5)
+            k = F.rms_norm(k, (d // h,), p("attn.k_norm.weight"), eps=1e-5)
+        q, k = rope_oracle(q, pos, 10000.0), rope_oracle(k, pos, 10000.0)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).flatten(-2)
+        x = x + F.linear(o, p("attn.output_proj.weight"))
+        f = F.rms_norm(x, (d,), p("ln2.weight"), eps=1e-5)
+        if ffn == "relu2":
+            inner = F.relu(F.linear(f, p("ffn.w1.weight"))) ** 2
+        else:
+            inner = F.silu(F.linear(f, p("ffn.w1.weight"))) * F.linear(f, p("ffn.w3.weight"))
+        x = x + F.linear(inner, p("ffn.w2.weight"))
+    logits = F.linear(F.rms_norm(x, (d,), w["ln_final.weight"], eps=1e-5), w["lm_head.weight"])
+    return logit_softcap * torch.tanh(logits / logit_softcap) if logit_softcap else logits
+
+
+# ---------------------------------------------------------------- off: today's model
+
+
+def test_switches_are_off_by_default():
+    config = ModelConfig()
+    assert (config.qk_norm, config.logit_softcap, config.zero_init_proj, config.ffn) == (False, 0.0, False, "swiglu")
+    assert "relu2" in ModelConfig.choices()["ffn"]
+    model = TransformerLM(**SIZES)
+    assert {k: model.config[k] for k in ("qk_norm", "logit_softcap", "zero_init_proj")} == \
+        {"qk_norm": False, "logit_softcap": 0.0, "zero_init_proj": False}
+
+
+def test_off_is_todays_model_exactly():
+    """Same seed: the same weights and logits with the switches named off as without them, and the
+    logits of the oracle for today's architecture (no switch state in the state dict)."""
+    default, named_off = build(), build(qk_norm=False, ffn="swiglu", logit_softcap=0.0, zero_init_proj=False)
+    assert default.state_dict().keys() == named_off.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), named_off.state_dict().values()))
+    assert not any("q_norm" in k or "k_norm" in k for k in default.state_dict())
+    ids = torch.randint(0, 64, (2, 20))
+    with torch.no_grad():
+        logits = default(ids)
+        assert torch.equal(logits, named_off(ids))
+        torch.testing.assert_close(logits, lm_oracle({k: v for k, v in default.state_dict().items()}, ids, 2, 4))
+
+
+@pytest.mark.parametrize("switch", [{"qk_norm": True}, {"logit_softcap": 1.5}, {"zero_init_proj": True}], ids=str)
+def test_a_switch_draws_the_same_random_weights(switch):
+    """The switches add no random draws: every weight they share with today's model is equal."""
+    base, switched = build().state_dict(), build(**switch).state_dict()
+    zeroed = {k for k in switched if switch.get("zero_init_proj") and k.endswith(("output_proj.weight", "w2.weight"))}
+    for name, value in base.items():
+        if name not in zeroed:
+            assert torch.equal(switched[name], value), name
+
+
+# ---------------------------------------------------------------- on: what each one computes
+
+
+@pytest.mark.parametrize("kw", EACH_AND_ALL, ids=str)
+def test_switched_model_matches_oracle_and_shapes(kw):
+    model = build(randomize=True, **kw)
+    ids = torch.randint(0, 64, (3, 20))
+    w = {k: v.detach() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        logits = model(ids)
+        assert logits.shape == (3, 20, 64) and logits.dtype == torch.float32
+        torch.testing.assert_close(logits, switched_lm_oracle(w, ids, 2, 4, **kw))
+
+
+@pytest.mark.parametrize("kw", EACH_AND_ALL, ids=str)
+def test_each_switch_changes_the_computation(kw):
+    ids = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        assert not torch.allclose(build()(ids), build(**kw)(ids), atol=1e-3)
+
+
+def test_qk_norm_parameters_and_state_dict():
+    model = build(qk_norm=True)
+    extra = set(model.state_dict()) - set(build().state_dict())
+    assert extra == {f"layers.{i}.attn.{n}_norm.weight" for i in range(2) for n in "qk"}
+    assert all(model.state_dict()[k].shape == (8,) for k in extra)  # one gain per head dimension (d_k = 32 / 4)
+    assert model.num_parameters() == build().num_parameters() + 2 * 2 * 8
+
+
+def test_qk_norm_bounds_the_attention_scores():
+    """With unit gains, |q·k| / sqrt(d_k) <= sqrt(d_k) however large the projections grow."""
+    attn = build(qk_norm=True).layers[0].attn
+    with torch.no_grad():
+        attn.q_proj.weight.mul_(1000.0)
+        x = torch.randn(2, 10, 32)
+        q = attn.q_norm(attn.q_proj(x).unflatten(-1, (4, 8)))
+    assert torch.allclose(q.square().mean(-1), torch.ones(2, 10, 4), atol=1e-3)
+
+
+def test_relu2_ffn_shapes():
+    model = build(ffn="relu2")
+    ffn = model.layers[0].ffn
+    assert not hasattr(ffn, "w3") and ffn.w1.weight.shape == (4 * 32, 32) and ffn.w2.weight.shape == (32, 4 * 32)
+    assert default_d_ff(32, "relu2") == 128 and model.config["d_ff"] == 128
+    assert build(ffn="relu2", d_ff=48).layers[0].ffn.w1.out_features == 48
+    x = torch.tensor([[-2.0, -0.5, 0.0, 0.5, 2.0]])
+    assert torch.equal(x.clamp(min=0).square(), torch.tensor([[0.0, 0.0, 0.0, 0.25, 4.0]]))
+
+
+def test_softcap_bounds_the_logits_and_is_tanh_of_todays():
+    base, capped = build(), build(logit_softcap=2.0)
+    with torch.no_grad():
+        for m in (base, capped):
+            m.lm_head.weight.mul_(50.0)  # logits far beyond the cap
+        ids = torch.randint(0, 64, (2, 16))
+        raw, logits = base(ids), capped(ids)
+    assert raw.abs().max() > 20 and logits.abs().max() <= 2.0
+    torch.testing.assert_close(logits, 2.0 * torch.tanh(raw / 2.0))
+    small = torch.tensor([0.01, -0.02])
+    torch.testing.assert_close(softcap(small, 30.0), small, rtol=1e-6, atol=0)  # ~identity near 0
+    assert softcap(raw, 0.0) is raw
+    assert softcap(torch.ones(2, dtype=torch.bfloat16), 2.0).dtype == torch.float32  # capped in float32
+
+
+def test_zero_init_proj_starts_every_block_as_the_identity():
+    model = build(zero_init_proj=True)
+    for layer in model.layers:
+        assert not layer.attn.output_proj.weight.any() and not layer.ffn.w2.weight.any()
+        assert layer.attn.q_proj.weight.any() and layer.ffn.w1.weight.any()
+    ids = torch.randint(0, 64, (2, 12))
+    with torch.no_grad():
+        expected = F.linear(F.rms_norm(model.token_embeddings(ids), (32,), model.ln_final.weight, eps=1e-5),
+                            model.lm_head.weight)
+        torch.testing.assert_close(model(ids), expected)
+    # the other ablations start at the identity too
+    for kw in ({"norm": "post"}, {"norm": "none"}, {"ffn": "silu"}, {"ffn": "relu2"}):
+        m = build(zero_init_proj=True, **kw)
+        assert all(not b.attn.output_proj.weight.any() and not b.ffn.w2.weight.any() for b in m.layers)
+
+
+# ---------------------------------------------------------------- gradients, cache, compile
+
+
+@pytest.mark.parametrize("kw", EACH_AND_ALL, ids=str)
+def test_gradients_reach_every_parameter(kw):
+    model = build(**kw)
+    ids = torch.randint(0, 64, (2, 12))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # (an oracle optimizer, in a test)
+    for _ in range(2):  # zero-initialised projections pass no gradient back at step 0, but do at step 1
+        optimizer.zero_grad()
+        cross_entropy(model(ids), torch.randint(0, 64, (2, 12))).backward()
+        optimizer.step()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_zero_init_projections_get_a_gradient_at_step_0():
+    model = build(zero_init_proj=True)
+    cross_entropy(model(torch.randint(0, 64, (2, 12))), torch.randint(0, 64, (2, 12))).backward()
+    for layer in model.layers:
+        assert layer.attn.output_proj.weight.grad.abs().sum() > 0 and layer.ffn.w2.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kw", EACH_AND_ALL, ids=str)
+def test_kv_cache_decodes_like_the_full_forward(kw):
+    model = build(randomize=True, **kw)
+    ids = torch.randint(0, 64, (2, 18))
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_kv_cache()
+        steps = [model(ids[:, :7], kv_cache=cache)] + [model(ids[:, t:t + 1], kv_cache=cache) for t in range(7, 18)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_autocast_with_every_switch():
+    model = build(**SWITCHES)
+    ids = torch.randint(0, 64, (2, 12))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids)
+    assert logits.dtype == torch.float32 and logits.abs().max() <= SWITCHES["logit_softcap"]
+    cross_entropy(logits, ids).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+# ---------------------------------------------------------------- the chunked loss with a softcap
+
+
+@pytest.mark.parametrize("rows", [1, 5, 14, 128])
+@pytest.mark.parametrize("cap", [0.0, 0.7, 30.0])
+def test_chunked_loss_equals_the_full_loss_with_softcap(rows, cap):
+    hidden = torch.randn(2, 7, 16, dtype=torch.float64, requires_grad=True)
+    weight = (3 * torch.randn(11, 16, dtype=torch.float64)).requires_grad_()  # logits well beyond 0.7
+    targets = torch.randint(0, 11, (2, 7))
+    ours = linear_cross_entropy(hidden, weight, targets, rows, softcap=cap)
+    logits = hidden @ weight.T
+    ref = F.cross_entropy((cap * torch.tanh(logits / cap) if cap else logits).flatten(0, 1), targets.flatten())
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(torch.autograd.grad(ours, (hidden, weight)), torch.autograd.grad(ref, (hidden, weight))):
+        torch.testing.assert_close(a, b)
+
+
+def test_chunked_softcap_backward_passes_gradcheck():
+    hidden = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    weight = (2 * torch.randn(13, 6, dtype=torch.float64)).requires_grad_()
+    targets = torch.randint(0, 13, (9,))
+    assert torch.autograd.gradcheck(lambda h, w: linear_cross_entropy(h, w, targets, 4, softcap=1.3), (hidden, weight))
+
+
+def test_chunked_softcap_loss_matches_the_models_logits():
+    model = build(logit_softcap=1.5)
+    ids, targets = torch.randint(0, 64, (2, 16)), torch.randint(0, 64, (2, 16))
+    chunked = linear_cross_entropy(model(ids, return_hidden=True), model.lm_head.weight, targets, 8,
+                                   softcap=model.logit_softcap)
+    whole = cross_entropy(model(ids), targets)
+    torch.testing.assert_close(chunked, whole)
+    g_chunked = torch.autograd.grad(chunked, list(model.parameters()))
+    g_whole = torch.autograd.grad(whole, list(model.parameters()))
+    for a, b in zip(g_chunked, g_whole):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_softcap_errors():
+    with pytest.raises(ValueError, match="softcap"):
+        linear_cross_entropy(torch.randn(3, 4), torch.randn(5, 4), torch.randint(0, 5, (3,)), softcap=-1.0)
+    with pytest.raises(ValueError, match="logit_softcap"):
+        TransformerLM(**SIZES, logit_softcap=-1.0)
+    with pytest.raises(ValueError, match="ffn"):
+        TransformerLM(**SIZES, ffn="relu")
+
+
+# ---------------------------------------------------------------- config, checkpoints, the command line
+
+
+def test_config_overrides_and_errors():
+    config = load_config(SMOKE, ["model.qk_norm=true", "model.ffn=relu2", "model.logit_softcap=30",
+                                 "model.zero_init_proj=true"])
+    assert (config.model.qk_norm, config.model.ffn, config.model.logit_softcap, config.model.zero_init_proj) == \
+        (True, "relu2", 30.0, True)
+    assert load_config(SMOKE).model == dataclasses.replace(config.model, qk_norm=False, ffn="swiglu",
+                                                           logit_softcap=0.0, zero_init_proj=False)
+    for bad, words in (("model.logit_softcap=-1", ">= 0"), ("model.qk_norm=1", "true or false"),
+                       ("model.ffn=gelu", "not one of")):
+        with pytest.raises(ConfigError, match=words):
+            load_config(SMOKE, [bad])
+    model = TransformerLM.from_config(config.model)
+    assert model.config["qk_norm"] and model.config["logit_softcap"] == 30.0
+    assert TransformerLM(**model.config).config == model.config
+
+
+@pytest.fixture(scope="module")
+def token_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tokens")
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 6_000), ("valid", 1_000)):
+        np.save(d / f"{name}.npy", rng.integers(0, 256, size=n).astype(np.uint16))
+    return d
+
+
+def _overrides(token_files, out_dir, *extra):
+    return [f"data.train_tokens={token_files / 'train.npy'}", f"data.valid_tokens={token_files / 'valid.npy'}",
+            f"run.out_dir={out_dir}", "run.progress=false", "model.d_model=32", "model.num_layers=1",
+            "model.d_ff=64", "model.num_heads=2", "data.batch_size=4", "model.context_length=16",
+            "run.eval_batches=1", "run.log_every=2", "run.eval_every=4", "run.checkpoint_every=4",
+            "schedule.max_steps=4", *extra]
+
+
+def test_cs336_train_runs_with_the_switches(token_files, tmp_path, capsys):
+    switches = ["model.qk_norm=true", "model.ffn=relu2", "model.logit_softcap=30", "model.zero_init_proj=true"]
+    argv = ["train", "--config", str(SMOKE)]
+    for item in _overrides(token_files, tmp_path / "run", *switches):
+        argv += ["--set", item]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    model, config = load_model_from_run(tmp_path / "run")
+    assert config.model.qk_norm and config.model.ffn == "relu2" and config.model.logit_softcap == 30.0
+    assert model.config["zero_init_proj"] and model.layers[0].attn.output_proj.weight.any()  # it trained
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert ckpt["iteration"] == 4 and "layers.0.attn.q_norm.weight" in ckpt["model"]
+
+
+def test_chunked_loss_trains_like_the_whole_logits_loss_with_softcap(token_files, tmp_path):
+    common = ("model.logit_softcap=2.0", "run.log_every=1", "run.deterministic=true")
+    runs = {}
+    for name, extra in (("whole", ()), ("chunked", ("run.loss_chunk_rows=24",))):
+        run_dir = train(load_config(SMOKE, _overrides(token_files, tmp_path / name, *common, *extra)))
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        runs[name] = [r["train/loss"] for r in map(json.loads, lines) if "train/loss" in r]
+    assert len(runs["whole"]) == 4
+    np.testing.assert_allclose(runs["chunked"], runs["whole"], rtol=1e-5)
+
+
+def _strip_new_keys(run_dir: Path, checkpoint: bool = True) -> None:
+    """Make a run folder look written before the switches existed: no new keys in config.toml or the checkpoint."""
+    new = ("qk_norm", "logit_softcap", "zero_init_proj")
+    text = (run_dir / "config.toml").read_text()
+    kept = [line for line in text.splitlines() if not line.split("=")[0].strip() in new]
+    assert len(kept) == len(text.splitlines()) - 3
+    (run_dir / "config.toml").write_text("\n".join(kept) + "\n")
+    if not checkpoint:
+        return
+    path = run_dir / "checkpoints" / "latest.pt"
+    ckpt = torch.load(path, weights_only=True)
+    for key in new:
+        del ckpt["config"]["model"][key]
+    torch.save(ckpt, path)
+
+
+def test_a_checkpoint_from_before_the_switches_loads_and_resumes(token_files, tmp_path):
+    run_dir = tmp_path / "old"
+    train(load_config(SMOKE, _overrides(token_files, run_dir)))
+    before, _ = load_model_from_run(run_dir, average=False)
+    _strip_new_keys(run_dir)
+    assert "qk_norm" not in (run_dir / "config.toml").read_text()
+    model, config = load_model_from_run(run_dir, average=False)  # the defaults fill in: today's model
+    assert (config.model.qk_norm, config.model.logit_softcap, config.model.zero_init_proj) == (False, 0.0, False)
+    ids = torch.randint(0, 256, (1, 16))
+    with torch.no_grad():
+        assert torch.equal(model(ids), before(ids))
+    # an old model.config dict (no new keys) rebuilds the same model
+    old_kwargs = {k: v for k, v in before.config.items() if k not in ("qk_norm", "logit_softcap", "zero_init_proj")}
+    twin = TransformerLM(**old_kwargs)
+    twin.load_state_dict(read_checkpoint(run_dir / "checkpoints" / "latest.pt")["model"])
+    assert twin.config == before.config
+    # --resume with today's config: the missing keys count as their (off) defaults, so it continues
+    longer = load_config(run_dir / "config.toml", ["schedule.max_steps=6"])
+    train(longer, resume=True)
+    assert read_checkpoint(run_dir / "checkpoints" / "latest.pt")["iteration"] == 6
+    # but a switch turned on is a different model: refused
+    with pytest.raises(ConfigError, match="differs from the checkpoint"):
+        train(load_config(run_dir / "config.toml", ["schedule.max_steps=8", "model.qk_norm=true"]), resume=True)
+
+
+def test_config_round_trips_through_toml_with_the_switches(tmp_path):
+    config = load_config(SMOKE, ["model.qk_norm=true", "model.logit_softcap=15.5", "model.ffn=relu2"])
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(config))
+    assert load_config(path) == config
+
+
+def test_leaderboard_preset():
+    config = load_config(ROOT / "configs" / "leaderboard.toml")
+    owt = load_config(ROOT / "configs" / "owt.toml")
+    assert config.model == owt.model  # the owt architecture, every switch off
+    assert config.schedule.max_seconds == 5400 and config.schedule.max_steps >= 100_000
+    assert config.optim == owt.optim and config.data == owt.data
+    assert config.run.device == "auto" and config.run.compile and config.run.precision == "auto"
+    text = (ROOT / "configs" / "leaderboard.toml").read_text()
+    for key in ("qk_norm", "logit_softcap", "zero_init_proj", "ffn"):
+        assert f"\n{key} = " in text  # listed, so they can be switched on
+    assert "equal training time" in text
+    assert math.isclose(config.schedule.warmup_steps / config.schedule.max_steps,
+                        owt.schedule.warmup_steps / owt.schedule.max_steps)
+
+
+@pytest.mark.slow
+def test_a_pipeline_run_from_before_the_switches_is_still_up_to_date(tmp_path, capsys):
+    from tests.test_pipeline import SMALL, write_corpus
+
+    data, out = write_corpus(tmp_path / "data", n_train=150, n_valid=20), tmp_path / "run"
+    argv = ["pipeline", "--preset", "smoke", "--data", str(data), "--out", str(out), *SMALL,
+            "--set", "schedule.max_steps=4", "--set", "run.log_every=2", "--set", "run.eval_every=4"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    _strip_new_keys(out, checkpoint=False)  # (rewriting it would make it another file than the one recorded)
+    stages = json.loads((out / "stages.json").read_text())
+    for key in ("model.qk_norm", "model.logit_softcap", "model.zero_init_proj"):
+        del stages["train"]["options"][key]
+    (out / "stages.json").write_text(json.dumps(stages))
+    assert cli.main(argv) == 0  # the same command: every stage up to date (the new switches are off)
+    err = capsys.readouterr().err
+    assert err.count("skipped") == 6, err
+    assert cli.main(argv + ["--set", "model.qk_norm=true"]) == 2  # a switch turned on: another model
+    assert "model.qk_norm: None -> True" in capsys.readouterr().err
