@@ -39,7 +39,8 @@ from cs336_basics.plotting import read_metrics, series
 __all__ = ["Result", "load_result", "load_group", "load_specs", "group_results", "curve", "smooth",
            "bits_per_byte", "parameter_count", "best_per_batch_size", "ablation_panel", "ablation_baselines",
            "plot_learning_rate", "plot_batch_size", "plot_ablations", "plot_main_experiment", "plot_curves",
-           "plot_group", "draw_figures", "format_table", "format_log", "write_log", "GROUPS", "NOT_RUN"]
+           "plot_group", "draw_figures", "format_table", "format_log", "write_log", "GROUPS", "ABLATIONS", "OTHER",
+           "NOT_RUN"]
 
 NOT_RUN = "not run yet"
 PathLike = str | os.PathLike
@@ -428,6 +429,8 @@ ABLATIONS: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "no_pos_emb": ("no_pos_emb: NoPE (no position information)", lambda m: m.get("positional") == "none"),
     "swiglu": ("swiglu_ablation: SiLU FFN instead of SwiGLU", lambda m: m.get("ffn") == "silu"),
 }
+OTHER = "other"  # the panel of runs with another switch changed (say, the leaderboard's qk_norm)
+_NOT_SWITCHES = ("d_ff", "rope_theta")  # model settings that are sizes, not ablation switches
 _PATHS = ("train_tokens", "valid_tokens", "tokenizer")  # where the data was, not what it is
 
 
@@ -439,16 +442,22 @@ def _recipe(config: dict[str, Any]) -> dict[str, Any]:
             "data": data}
 
 
-
-
 def ablation_panel(result: Result) -> str | None:
-    """Which ablation a run belongs to (by its [model] section), or None for a baseline.
+    """Which ablation a run belongs to (by its [model] section): one of ABLATIONS, OTHER when another
+    switch differs from the model's default, None for a baseline (every switch at its default).
 
-    >>> ablation_panel(Result("ablations", "post", Path("."), config={"model": {"norm": "post"}}))
-    'pre_norm'
+    >>> [ablation_panel(Result("ablations", "v", Path("."), config={"model": m}))
+    ...  for m in ({"norm": "post"}, {"qk_norm": True}, {"norm": "pre", "d_ff": 768})]
+    ['pre_norm', 'other', None]
     """
+    from cs336_basics.model import ModelConfig
+
     model = result.config.get("model", {})
-    return next((name for name, (_, test) in ABLATIONS.items() if test(model)), None)
+    panel = next((name for name, (_, test) in ABLATIONS.items() if test(model)), None)
+    switches = [f for f in dataclasses.fields(ModelConfig) if f.name not in ModelConfig.SIZES + _NOT_SWITCHES]
+    if panel is None and any(model.get(f.name, f.default) != f.default for f in switches):
+        return OTHER
+    return panel
 
 
 def ablation_baselines(experiments: PathLike = "experiments", group: str = "ablations",
@@ -467,15 +476,16 @@ def _baseline_label(r: Result) -> str:
 
 def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figures/07_ablations.png",
                    group: str = "ablations", panels: tuple[str, ...] | None = None) -> Path:
-    """One panel per ablation (``panels``: some of ABLATIONS' keys; default all): its runs' validation loss
+    """One panel per ablation (``panels``: some of ABLATIONS' keys or OTHER; default all four, and OTHER when a
+    run changes another switch): its runs' validation loss
     against the step next to the baselines, whose seeds span the grey band (the run-to-run spread);
     smoothed training loss thin; the final validation loss in the legend; diverged runs crossed."""
     results = [r for r in group_results(group, experiments).values() if r.state != NOT_RUN]
     if not results:
         return _not_run_figure(group, experiments, out)
     baselines = [r for r in ablation_baselines(experiments, group) if r.state != NOT_RUN]
-    panels = tuple(panels or ABLATIONS)
-    fig, axes = _figure(len(panels), 5.6, 4.0, columns=2 if len(panels) == 4 else None, sharex=True)
+    panels = tuple(panels or [*ABLATIONS, *([OTHER] if any(ablation_panel(r) == OTHER for r in results) else [])])
+    fig, axes = _figure(len(panels), 5.6, 4.0, columns=2 if len(panels) >= 4 else None, sharex=True)
     # the y axis: from the lowest validation loss (final, or on the way) up; the first steps are off the top
     lows = [r.val_loss for r in results + baselines if r.val_loss is not None]
     lows += [y for r in results + baselines for x, y in zip(*curve(r, "val/loss")) if x > 0]
@@ -509,7 +519,7 @@ def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figur
         if not runs:
             ax.text(0.5, 0.72, NOT_RUN, transform=ax.transAxes, ha="center", color="0.4", fontsize=12,
                     bbox=dict(facecolor="white", edgecolor="0.8"))
-        ax.set_title(ABLATIONS[panel][0])
+        ax.set_title(ABLATIONS[panel][0] if panel in ABLATIONS else "other switches")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
     for ax in axes:

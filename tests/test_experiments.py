@@ -170,6 +170,16 @@ def test_ablation_baselines_and_panels_are_found_from_the_configs(results):
     assert [(b.group, b.variant) for b in E.ablation_baselines(results)][0] == ("learning_rate", "lr_1e-2")
 
 
+def test_a_run_with_another_switch_is_neither_a_baseline_nor_hidden(results, tmp_path):
+    make_run(results, "ablations", "qk_norm", ["model.qk_norm=true", "optim.lr=1e-2"], final=4.12)
+    runs = E.load_group("ablations", results)
+    assert E.ablation_panel(runs["qk_norm"]) == E.OTHER
+    assert "qk_norm" not in [b.variant for b in E.ablation_baselines(results)]
+    both = E.plot_ablations(results, tmp_path / "five.png")  # a fifth panel, "other switches"
+    four = E.plot_ablations(results, tmp_path / "four.png", panels=tuple(E.ABLATIONS))
+    assert len(both.read_bytes()) > len(four.read_bytes()) + 10_000
+
+
 def test_best_learning_rate_per_batch_size(results):
     runs = list(E.load_group("batch_size", results).values())
     assert {b: r.variant for b, r in E.best_per_batch_size(runs).items()} == {4: "b4_lr3e-3", 16: "b16_lr3e-3"}
