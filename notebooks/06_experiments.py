@@ -420,9 +420,12 @@ table("main_experiment")
 # > validation loss, a learning curve whose wall-clock axis stays under 1.5 hours, and a
 # > description of what you did.
 #
-# A leaderboard run is a sweep like the others: a spec `leaderboard.toml` (group `leaderboard`,
-# base `owt`, `schedule.max_seconds=5400`, one variant per idea). None is committed yet; its
-# launch cell says so, and its figure (loss against step and wall-clock) says "not run yet".
+# A leaderboard run is a sweep like the others, at gpu scale only: `experiments/gpu/leaderboard.toml`
+# trains `configs/leaderboard.toml` (the main experiment's model and optimizer on the clock:
+# `schedule.max_seconds = 5400`), one variant per idea; a model switch (`qk_norm`, `ffn = "relu2"`,
+# `logit_softcap`, `zero_init_proj`) earns a variant once a CPU ablation shows it wins at equal
+# training time. At cpu scale there is no leaderboard spec: the launch cell says so, and the
+# figure (loss against step and against wall-clock) says "not run yet" until results exist.
 
 # %%
 # NBVAL_SKIP
