@@ -239,6 +239,19 @@ def test_bf16_autocast_with_every_switch():
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.slow
+def test_every_switch_compiles_as_one_graph_and_matches_eager():
+    """torch.compile (the GPU presets' setting) traces the switched model and its loss without a graph break."""
+    torch._dynamo.reset()
+    model = build(**SWITCHES)
+    ids = torch.randint(0, 64, (2, 16))
+    explained = torch._dynamo.explain(lambda x, y: cross_entropy(model(x), y))(ids, ids)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    torch._dynamo.reset()
+    compiled = torch.compile(model)
+    torch.testing.assert_close(compiled(ids), model(ids), atol=1e-5, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- the chunked loss with a softcap
 
 
