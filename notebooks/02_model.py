@@ -1023,9 +1023,10 @@ assert torch.allclose(full, incremental, atol=1e-5)
 # Four changes from recent speed-run recipes, built into the classes above; each is off by default,
 # and then the model is exactly the one checked above.
 # * `qk_norm=True`: RMSNorm (a learned gain per head dimension) on each head's queries and keys, before
-#   RoPE. The scores stay bounded and cannot saturate the softmax: higher learning rates train (OLMo 2).
+#   RoPE. The scores stay bounded, so the softmax cannot saturate and higher learning rates stay
+#   stable (OLMo 2, Gemma 3).
 # * `ffn="relu2"`: the MLP $W_2\,\text{ReLU}(W_1x)^2$, $d_\text{ff} = 4d_\text{model}$ (Primer,
-#   modded-nanoGPT): two matrices and a cheap activation, about as good as SwiGLU there.
+#   modded-nanoGPT): two matrices and a cheap activation, reported to match the gated FFNs.
 # * `logit_softcap=c`: logits become $c\tanh(\text{logits}/c)$, unchanged while small, never beyond
 #   $\pm c$ (Gemma 2, modded-nanoGPT): no logit grows without bound. The forward pass (evaluation,
 #   sampling) and the chunked training loss `linear_cross_entropy` both apply it.
