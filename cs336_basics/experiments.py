@@ -644,9 +644,8 @@ def _note(r: Result) -> str:
     if r.state == "diverged":
         loss = r.status.get("last_finite_loss")
         return f"diverged at step {r.steps}" + (f", last finite loss {loss:.4g}" if _finite(loss) else "")
-    if r.state in ("failed", "interrupted", "unknown"):
-        return (r.status.get("message") or "").replace("|", "\\|").replace("\n", " ")[:160]
-    return ""
+    # a failed run's error, or what went wrong after a finished one (say, its evaluation)
+    return (r.status.get("message") or "").replace("|", "\\|").replace("\n", " ")[:160]
 
 
 def format_table(results: list[Result], group: str = "", parameters: bool = False) -> str:

@@ -254,6 +254,17 @@ def test_the_log_has_question_command_table_figure_and_conclusion(committed, tmp
     assert main.count("**Question.** How does web text compare?") == 1  # the same question once
 
 
+def test_a_finished_run_whose_evaluation_failed_says_so(results, tmp_path):
+    run = results / "learning_rate" / "lr_1e-3"
+    (run / "eval.json").unlink()
+    status = json.loads((run / "status.json").read_text())
+    status |= {"bits_per_byte": None, "message": "the evaluation failed: ConfigError: unknown config key x"}
+    (run / "status.json").write_text(json.dumps(status))
+    row = next(line for line in E.format_log(results, tmp_path).splitlines() if line.startswith("| lr_1e-3 |"))
+    assert row.split(" | ")[1:] == ["finished", "100", "0.05 M", "4.4000", "-", "50 s",
+                                    "the evaluation failed: ConfigError: unknown config key x |"]
+
+
 def test_a_group_without_results_is_not_run_yet_in_the_log(results, tmp_path):
     write_spec(results, "leaderboard", "leaderboard", {"mine": []}, question="How low in 1.5 hours?")
     log = E.format_log(results, tmp_path / "figures")
