@@ -278,6 +278,14 @@ STOPPED = ("diverged", "failed", "interrupted")  # runs that ended before their 
 ZOOM = 0.25  # plot_learning_rate's middle panel: the rates whose final loss is this close to the best
 
 
+def _final(r: Result) -> str:
+    """A legend's ending: the final loss on the whole validation file, the last logged one when the run has
+    no eval.json, or the run's state."""
+    if r.val_loss is None:
+        return f" ({r.state})"
+    return f": {r.val_loss:.3f}" + ("" if _finite(r.eval.get("val_loss")) else " (last logged: no eval.json)")
+
+
 def _mark_stopped(ax, result: Result, x: float, colour: str) -> None:
     """A cross where a diverged (or failed) run stopped: at its last finite loss, kept inside the axis (at the
     top when the run has none)."""
@@ -308,8 +316,7 @@ def plot_learning_rate(experiments: PathLike = "experiments", out: PathLike = "f
     near = [r for r in runs if r.val_loss is not None and r.val_loss <= min(finals) + ZOOM]
     start = max((r.steps for r in runs), default=0) / 4
     for r in runs:
-        label = f"lr {_lr_label(r.setting('optim.lr'))}" + (f": {r.val_loss:.3f}" if r.val_loss is not None else
-                                                             f" ({r.state})")
+        label = f"lr {_lr_label(r.setting('optim.lr'))}{_final(r)}"
         for axis, shown in ((ax, True), (ax_zoom, r in near)):
             if not shown:
                 continue
@@ -395,7 +402,7 @@ def plot_batch_size(experiments: PathLike = "experiments", out: PathLike = "figu
         b = r.setting("data.batch_size")
         is_best = best.get(b) is r
         name = f"batch {b}, lr {_lr_label(r.setting('optim.lr'))}"
-        label = name + (f": {r.val_loss:.3f}" if r.val_loss is not None else f" ({r.state})")
+        label = name + _final(r)
         style = dict(color=colour[b], lw=1.8 if is_best else 0.9, ls="-" if is_best else "--",
                      alpha=1.0 if is_best else 0.55)
         for ax, x in ((ax_tok, "tokens"), (ax_time, "wallclock_s")):
@@ -499,14 +506,14 @@ def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figur
             ax.fill_between(steps, [min(c[s] for c in at) for s in steps], [max(c[s] for c in at) for s in steps],
                             color="0.6", alpha=0.35, lw=0, label=f"baseline seed spread ({len(curves)} seeds)")
         for b, (xs, ys) in zip(baselines, curves):
-            final = f": {b.val_loss:.3f}" if b.val_loss is not None else ""
+            final = _final(b)
             ax.plot(xs, ys, color="0.35", lw=1.0, marker=".", label=_baseline_label(b) + final)
             ax.plot(*curve(b, "train/loss", smoothing=0.6), color="0.35", lw=0.7, alpha=0.4)
         runs = [r for r in results if ablation_panel(r) == panel]
         colours = {r.variant: f"C{(i + 1) % 10}" if i else "C3" for i, r in enumerate(runs)}
         for r in runs:
             c = colours[r.variant]
-            final = f": {r.val_loss:.3f}" if r.val_loss is not None else f" ({r.state})"
+            final = _final(r)
             ax.plot(*curve(r, "val/loss"), color=c, marker="o", ms=3.5, lw=1.6,
                     label=f"{r.variant} (lr {_lr_label(r.setting('optim.lr'))}){final}")
             ax.plot(*curve(r, "train/loss", smoothing=0.6), color=c, lw=0.8, alpha=0.45)
@@ -547,7 +554,7 @@ def plot_main_experiment(experiments: PathLike = "experiments",
         c = f"C{i}"
         bpt = r.eval.get("bytes_per_token")
         xs, ys = curve(r, "val/loss")
-        final = f": {r.val_loss:.3f}" if r.val_loss is not None else f" ({r.state})"
+        final = _final(r)
         ax_nats.plot(xs, ys, marker="o", ms=3, lw=1.6, color=c, label=f"{r.variant}{final}")
         ax_nats.plot(*curve(r, "train/loss", smoothing=0.6), lw=0.8, alpha=0.45, color=c)
         nats += [y for x, y in zip(xs, ys) if x > 0]
@@ -584,7 +591,7 @@ def plot_curves(experiments: PathLike = "experiments", out: PathLike = "figures/
     finals = []
     for i, r in enumerate(runs):
         c = f"C{i % 10}"
-        final = f": {r.val_loss:.3f}" if r.val_loss is not None else f" ({r.state})"
+        final = _final(r)
         for ax, x in ((ax_step, "step"), (ax_time, "wallclock_s")):
             scale = 60 if x == "wallclock_s" and minutes else 1
             xs, ys = curve(r, "val/loss", x=x)
