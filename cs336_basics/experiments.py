@@ -549,34 +549,37 @@ def plot_main_experiment(experiments: PathLike = "experiments",
     if not runs:
         return _not_run_figure(group, experiments, out)
     fig, (ax_nats, ax_bpb) = _figure(2)
-    nats, bpbs = [], []
+    nats, bpbs = [], []  # what the y axes must show
     for i, r in enumerate(runs):
         c = f"C{i}"
         bpt = r.eval.get("bytes_per_token")
-        xs, ys = curve(r, "val/loss")
-        final = _final(r)
-        ax_nats.plot(xs, ys, marker="o", ms=3, lw=1.6, color=c, label=f"{r.variant}{final}")
-        ax_nats.plot(*curve(r, "train/loss", smoothing=0.6), lw=0.8, alpha=0.45, color=c)
-        nats += [y for x, y in zip(xs, ys) if x > 0]
-        if not _finite(bpt):
+        panels = [(ax_nats, lambda y: y, nats)]
+        if _finite(bpt):
+            panels.append((ax_bpb, lambda y, bpt=bpt: bits_per_byte(y, bpt), bpbs))
+        else:
             ax_bpb.plot([], [], color=c, label=f"{r.variant}: no eval.json (bytes per token unknown)")
-            continue
-        ax_bpb.plot(xs, [bits_per_byte(y, bpt) for y in ys], marker="o", ms=3, lw=1.6, color=c,
-                    label=f"{r.variant}: {bpt:.2f} bytes/token")
-        tx, ty = curve(r, "train/loss", smoothing=0.6)
-        ax_bpb.plot(tx, [bits_per_byte(y, bpt) for y in ty], lw=0.8, alpha=0.45, color=c)
-        bpbs += [bits_per_byte(y, bpt) for x, y in zip(xs, ys) if x > 0]
-        if r.bits_per_byte is not None:
-            ax_bpb.plot([r.steps], [r.bits_per_byte], "*", ms=13, color=c, mec="k",
-                        label=f"{r.variant}, whole validation file: {r.bits_per_byte:.3f} bits/byte")
+        for ax, scale, shown in panels:
+            xs, ys = curve(r, "val/loss")
+            tx, ty = curve(r, "train/loss", smoothing=0.6)
+            label = f"{r.variant}{_final(r)}" if ax is ax_nats else f"{r.variant}: {bpt:.2f} bytes/token"
+            ax.plot(xs, [scale(y) for y in ys], marker="o", ms=3, lw=1.6, color=c, label=label)
+            ax.plot(tx, [scale(y) for y in ty], lw=0.8, alpha=0.45, color=c)
+            shown += [scale(y) for x, y in zip(xs, ys) if x > 0] + [scale(y) for y in ty[-1:]]
+            final = r.val_loss if ax is ax_nats else r.bits_per_byte
+            if final is not None:  # the whole validation file, after the run
+                ax.plot([r.steps], [final], "*", ms=13, color=c, mec="k",
+                        label=None if ax is ax_nats else f"{r.variant}, whole validation file: {final:.3f}")
+                shown.append(final)
     for ax, values, span in ((ax_nats, nats, 3.0), (ax_bpb, bpbs, 1.2)):
         if values:
-            ax.set_ylim(min(values) - 0.05 * span, min(max(values), min(values) + span) + 0.05 * span)
+            low, high = min(values), max(values)
+            ax.set_ylim(low - 0.05 * span, min(high, low + span) + 0.05 * span)
         ax.set_xlabel("step")
         ax.legend(fontsize=7.5)
     ax_nats.set(ylabel="loss (nats/token)", title="per token: depends on the tokenizer")
     ax_bpb.set(ylabel="bits per byte", title="per byte of text: comparable across tokenizers")
-    fig.suptitle(f"{group}: {' vs '.join(r.variant for r in runs)} (validation: dots; training: thin)")
+    fig.suptitle(f"{group}: {' vs '.join(r.variant for r in runs)} (validation batches: dots; training: thin; "
+                 "whole validation file at the end: stars)")
     return _save(fig, out)
 
 
