@@ -415,7 +415,7 @@ def plot_batch_size(experiments: PathLike = "experiments", out: PathLike = "figu
                         mec="k" if is_best else None)
             elif r.state in STOPPED and xs:
                 stopped.append((ax, r, xs[-1] / 1e6 if x == "tokens" else xs[-1]))
-    lows = finals or [min(line.get_ydata(), default=math.inf) for line in ax_tok.get_lines()]
+    lows = finals + [min(line.get_ydata(), default=math.inf) for line in ax_tok.get_lines()]
     for ax in (ax_tok, ax_time):
         _limits(ax, [v for v in lows if _finite(v)], 2.2)
     for ax, r, x in stopped:
