@@ -416,8 +416,9 @@ def plot_batch_size(experiments: PathLike = "experiments", out: PathLike = "figu
             elif r.state in STOPPED and xs:
                 stopped.append((ax, r, xs[-1] / 1e6 if x == "tokens" else xs[-1]))
     lows = finals + [min(line.get_ydata(), default=math.inf) for line in ax_tok.get_lines()]
+    ends = [y for r in best.values() for y in curve(r, "train/loss", smoothing=0.9)[1][-1:]]  # best runs: in view
     for ax in (ax_tok, ax_time):
-        _limits(ax, [v for v in lows if _finite(v)], 2.2)
+        _limits(ax, [v for v in lows if _finite(v)], 2.2, finals + ends)
     for ax, r, x in stopped:
         _mark_stopped(ax, r, x, colour[r.setting("data.batch_size")])
     ax_tok.set_xscale("log")  # (batch 1 sees a hundredth of the tokens batch 128 sees in the same time)
