@@ -154,7 +154,8 @@ def test_load_group_reads_every_file_and_lists_the_variants_not_run_yet(results)
 def test_curves_against_step_tokens_and_wallclock_and_smoothing(results):
     run = E.load_result(results / "learning_rate" / "lr_1e-2")
     steps, vals = E.curve(run, "val/loss")
-    assert steps == [0, 50, 100] and vals[0] == pytest.approx(8.1) and vals[-1] == pytest.approx(4.1 + 4 * math.exp(-4))
+    assert steps == [0, 50, 100]
+    assert vals[0] == pytest.approx(8.1) and vals[-1] == pytest.approx(4.1 + 4 * math.exp(-4))
     assert E.curve(run, "val/loss", x="tokens")[0] == [0, 25_600, 51_200]
     assert E.curve(run, "val/loss", x="wallclock_s")[0] == [0, 25.0, 50.0]
     xs, train = E.curve(run, "train/loss")
@@ -197,7 +198,8 @@ def test_best_learning_rate_per_batch_size(results):
 def test_each_group_gets_its_figure(committed, results, tmp_path):
     root, drawn = committed
     figures = root.parent / "figures"
-    assert drawn == {g: figures / f"07_{g}.png" for g in ("learning_rate", "batch_size", "ablations", "main_experiment")}
+    groups = ("learning_rate", "batch_size", "ablations", "main_experiment")
+    assert drawn == {g: figures / f"07_{g}.png" for g in groups}
     assert sorted(p.name for p in figures.iterdir()) == sorted(p.name for p in drawn.values())  # no temporaries
     make_run(results, "other", "a", final=4.2)  # any other group: the generic curves
     other = E.plot_group("other", results, tmp_path / "07_other.png")
