@@ -277,8 +277,8 @@ table("learning_rate")
 # > again if necessary. Discuss your findings on batch sizes and their impacts on training.
 #
 # Every run gets the same wall-clock budget (`schedule.max_seconds`; the warm-up and the cosine
-# follow the clock), so the question becomes which batch size learns the most in that time; each
-# size gets two learning rates around the square-root rule, and the better one is drawn bold.
+# follow the clock), so the question becomes which batch size learns the most in that time; most
+# sizes get two learning rates around the square-root rule, and the better one is drawn bold.
 
 # %%
 # NBVAL_SKIP
