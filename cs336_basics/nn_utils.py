@@ -21,8 +21,11 @@ def perplexity(loss: float | torch.Tensor) -> float:
 
     >>> round(perplexity(math.log(10000)), 6)   # a uniform guess over 10k tokens
     10000.0
+    >>> perplexity(800.0)                       # a diverging run: infinite, not an OverflowError
+    inf
     """
-    return math.exp(float(loss))
+    loss = float(loss)
+    return math.exp(loss) if loss < 709.0 else math.inf  # (exp overflows a float just above 709.78)
 
 
 def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float, eps: float = 1e-6) -> torch.Tensor:

@@ -420,7 +420,7 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
     from tqdm import tqdm
 
     from cs336_basics.data import batch_at
-    from cs336_basics.nn_utils import cross_entropy
+    from cs336_basics.nn_utils import cross_entropy, perplexity
     from cs336_basics.runs import load_model_from_run
     from cs336_basics.runtime import autocast_dtype, torch_settings
 
@@ -449,7 +449,7 @@ def evaluate_run(run_dir, valid_npy, valid_txt, *, max_tokens: int = 1 << 21, ba
     n_bytes = Path(valid_txt).stat().st_size if valid_txt is not None else None
     scores = {
         "val_loss": loss,
-        "val_ppl": math.exp(loss),
+        "val_ppl": perplexity(loss),
         "bits_per_byte": loss * len(tokens) / n_bytes / math.log(2) if n_bytes else None,
         "eval_tokens": count,
         "valid_tokens": int(len(tokens)),
