@@ -877,51 +877,46 @@ print(f"forward+backward, batch {batch} x {mfu_cfg['context_length']}: {step_s *
       f"{tokens_per_s:,.0f} tok/s, MFU {mfu(tokens_per_s, mfu_cfg, peak):.1%}")
 
 # %% [markdown]
-# Measured with `uv run python benchmarks/bench_matmul_peak.py` on this machine (2 cores shared
-# with other jobs, no GPU), in its quietest run (load average about 3 on the 2 cores):
+# Measured with `uv run python benchmarks/bench_matmul_peak.py --sizes 512 1024 2048 4096 --budget 3`
+# (recorded in `benchmarks/RESULTS.md`) on a 2-core AMD EPYC with AVX-512 BF16 and no AMX, 2 threads,
+# nothing else running:
 #
 # ```
 # dtype          n  runs    best ms  GFLOP/s best  GFLOP/s median
-# float32      512   500       0.82         328.8            33.6
-# float32     1024   176      14.85         144.6            93.1
-# float32     2048    29     105.38         163.0           130.6
-# float32     3072    11     370.55         156.5           152.4
-# float32     4096     5     856.46         160.5           159.8
-# bfloat16     512   492       3.97          67.5            33.6
-# bfloat16    1024   128      25.95          82.8            67.2
-# bfloat16    2048    15     209.76          81.9            57.5
-# bfloat16    3072     4    1027.28          56.4            54.4
-# bfloat16    4096     2    2541.53          54.1            54.1
-#
-# measured float32 matmul peak: 328.8 GFLOP/s
-# measured bfloat16 matmul peak: 82.8 GFLOP/s
+# float32      512   500       1.29         208.2           204.0
+# float32     1024   266      10.42         206.1           191.1
+# float32     2048    31      90.62         189.6           181.4
+# float32     4096     4     709.20         193.8           123.5
+# bfloat16     512   500       0.62         431.8           426.2
+# bfloat16    1024   500       4.98         431.3           425.4
+# bfloat16    2048    71      41.34         415.6           406.2
+# bfloat16    4096     9     339.93         404.3           371.8
 #
 # TransformerLM training step, float32: d_model 256, 4 layers, 8 heads, d_ff 704, context 128,
 # vocab 10,000, batch 8 (8.33 M parameters)
 #   model FLOPs per step: 37.07 GFLOP of matmuls (3 x forward; 36.20 MFLOP/token) + 117 MFLOP AdamW
-#   step time best 1496.7 ms, median 5262.2 ms over 9 steps
-#   throughput best 684 tok/s (median 195); achieved 24.8 GFLOP/s
-#   MFU vs measured float32 peak 328.8 GFLOP/s: 7.5% best step, 2.1% median step
-#   paired MFU (step vs 2048^2 matmuls timed around it): 26.5% best, 8.4% median
+#   step time best 304.3 ms, median 318.0 ms over 12 steps
+#   throughput best 3,365 tok/s (median 3,220); achieved 121.8 GFLOP/s
+#   MFU vs measured float32 peak 208.2 GFLOP/s: 58.5% best step, 56.0% median step
+#   paired MFU (step vs 2048^2 matmuls timed around it): 63.9% best, 61.9% median
 # ```
 #
-# How to read it. Every number is the best of many repeats because other jobs share the cores;
-# medians show how much they interfere. The **float32 peak is 329 GFLOP/s**, reached by the 512²
-# matmul (0.8 ms, operands in cache; two AVX-512 cores with two FMA units each do 128 FLOPs per
-# cycle, so this needs clocks above the nominal 2.3 GHz, i.e. turbo); large matmuls (2048²–4096²) sustain about **160 GFLOP/s**. bfloat16 is *slower* (≤ 83 GFLOP/s):
-# this CPU has no AMX tiles, so float32 is the right training dtype here.
+# How to read it. Every number is the best of many repeats, so that a moment when another process
+# took a core does not count; the medians show how much that happened. The **float32 peak is 208
+# GFLOP/s** and large matmuls sustain nearly as much (190–194). **bfloat16 runs at 432 GFLOP/s, 2.1x
+# float32**: this CPU's AVX-512 BF16 instructions do two bf16 multiply-adds where float32 does one.
+# That depends on the CPU: another machine of this project (an Intel Xeon with AMX tiles) ran bf16
+# matmuls ~7x faster than float32, and an older one ran them at half speed.
 #
-# The training step's best run did 24.8 GFLOP/s of model FLOPs: **MFU 7.5%** against the 329 GFLOP/s
-# peak, 15% against the sustained large-matmul rate. (Model FLOPs count dense attention, as usual;
-# the model really multiplies 36.67 of the 37.07 GFLOPs, its causal query blocks skipping masked
-# keys.) Timing 2048² matmuls right before and after
-# each step, so that both see the same contention, gives a paired ratio of 26.5% (best step). The gap
-# to the peak: apart from the LM head (42% of the FLOPs) the model's matmuls are small
-# (`(1024 × 256) @ (256 × 256)` projections, per-head `128 × 32` attention products), and the
-# elementwise work (RMSNorm, RoPE, softmax, SiLU, cross-entropy, AdamW) and the backward's memory
-# traffic cost time but count no model FLOPs. Other full runs under heavier load (load average
-# 5–10) gave best-step MFUs of 0.9–14% against "peaks" of 50–345 GFLOP/s, and paired ratios of
-# 4–17%: on a shared machine only a quiet moment shows the real numbers.
+# The training step's best run did 121.8 GFLOP/s of model FLOPs: **MFU 58.5%** against the float32
+# peak. (Model FLOPs count dense attention, as usual; the model really multiplies 36.67 of the 37.07
+# GFLOPs, its causal query blocks skipping masked keys.) Timing 2048² matmuls right before and after
+# each step, so that both see the same contention, gives a paired ratio of 63.9%. The gap to the
+# peak: apart from the LM head (42% of the FLOPs) the model's matmuls are small (`(1024 × 256) @
+# (256 × 256)` projections, per-head `128 × 32` attention products), and the elementwise work
+# (RMSNorm, RoPE, softmax, SiLU, cross-entropy, AdamW) and the backward's memory traffic cost time
+# but count no model FLOPs. On a machine shared with other jobs these numbers fall by up to 10x:
+# only a quiet moment shows the real ones.
 #
 # Next, notebook 04 builds the pieces of training and 04b the training loop; the loop's `mfu`
 # metric comes from `accounting.training_flops_per_token`.
