@@ -25,7 +25,6 @@ variant that has not run yet is shown as such, never an error.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import tomllib
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from cs336_basics.files import atomic_path, atomic_write
+from cs336_basics.files import atomic_path, atomic_write, read_json_object
 from cs336_basics.plotting import read_metrics, series
 
 __all__ = ["Result", "load_result", "load_group", "load_specs", "group_results", "curve", "smooth",
@@ -106,14 +105,6 @@ class Result:
         return self.config.get(section, {}).get(key, default)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -126,7 +117,7 @@ def load_result(folder: PathLike, group: str | None = None) -> Result:
         result.config = tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
     if (folder / "metrics.jsonl").is_file():
         result.metrics = read_metrics(folder / "metrics.jsonl")
-    result.eval, result.status, result.env = (_read_json(folder / name) for name in ("eval.json", "status.json",
+    result.eval, result.status, result.env = (read_json_object(folder / name) for name in ("eval.json", "status.json",
                                                                                          "env.json"))
     return result
 

@@ -19,14 +19,31 @@ folder) into one line that names the file and the fix.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_write", "atomic_path", "atomic_dir", "temporary_path", "describe_os_error", "check_writable",
+__all__ = ["read_json_object", "atomic_write", "atomic_path", "atomic_dir", "temporary_path", "describe_os_error", "check_writable",
            "attributed_to"]
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """The JSON object in ``path``; ``{}`` when the file is missing, unreadable, torn or not an object.
+
+    For the small record files of a run (status.json, eval.json, env.json) that a reader may meet
+    before they are written:
+
+        >>> read_json_object("no/such/status.json")
+        {}
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def temporary_path(path: str | os.PathLike) -> Path:

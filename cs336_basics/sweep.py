@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from cs336_basics.files import atomic_write
+from cs336_basics.files import atomic_write, read_json_object
 from cs336_basics.runs import RunFolder
 
 __all__ = ["SweepError", "Spec", "Plan", "load_spec", "plan_runs", "run_sweep", "sweep_results", "format_summary"]
@@ -241,7 +241,7 @@ def plan_runs(spec: Spec, cuda: bool | None = None, experiments: str | os.PathLi
             if differences:
                 changed.append((name, run.path, differences))
                 continue
-            status = _read_json(run.path / "status.json").get("status")
+            status = read_json_object(run.path / "status.json").get("status")
             plan.state = "done" if status in DONE else ("resume" if run.latest.is_file() else "new")
         elif experiments is not None and _kept(Path(experiments) / spec.group / name, config):
             plan.state = "kept"
@@ -260,7 +260,7 @@ def _kept(results: Path, config) -> bool:
     """Whether ``results`` (experiments/<group>/<variant>/) holds a finished or diverged run of ``config``."""
     from cs336_basics.config import ConfigError, load_config
 
-    if _read_json(results / "status.json").get("status") not in DONE or not (results / "config.toml").is_file():
+    if read_json_object(results / "status.json").get("status") not in DONE or not (results / "config.toml").is_file():
         return False
     try:
         kept = load_config(results / "config.toml")
@@ -283,22 +283,11 @@ def _differences(old, new) -> list[str]:
     return found
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def _metrics(run: RunFolder) -> list[dict[str, Any]]:
-    records = []
-    if run.metrics.is_file():
-        for line in run.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # a line being written
-                pass
-    return records
+    """The run's metrics records so far (a last line still being written is skipped)."""
+    from cs336_basics.plotting import read_metrics
+
+    return read_metrics(run.metrics) if run.metrics.is_file() else []
 
 
 def _finite(x: Any) -> bool:
@@ -539,7 +528,7 @@ def _run_plans(spec: Spec, plans: list[Plan], cuda: bool, jobs: int | None, expe
     runner = _Runner(spec, experiments, out)
     for p in plans:
         if p.state == "done":
-            print(f"{p.variant}: skipped ({_read_json(p.run.path / 'status.json').get('status')} before)", file=out)
+            print(f"{p.variant}: skipped ({read_json_object(p.run.path / 'status.json').get('status')} before)", file=out)
             runner._keep(p)  # (into this --experiments folder too; files already there as they are: untouched)
         elif p.state == "kept":
             print(f"{p.variant}: skipped (its result is in {experiments / spec.group / p.variant}; delete that "
@@ -596,7 +585,7 @@ def sweep_results(spec: Spec | str | os.PathLike, experiments: str | os.PathLike
     results = []
     for name in spec.variants:
         run = RunFolder(spec.runs / spec.group / name)
-        status = _read_json(run.path / "status.json") or _read_json(Path(experiments) / spec.group / name / "status.json")
+        status = read_json_object(run.path / "status.json") or read_json_object(Path(experiments) / spec.group / name / "status.json")
         if not status:
             records = _metrics(run)
             status = {"variant": name, "status": "interrupted" if run.latest.is_file() else "not run",
