@@ -6,10 +6,10 @@
 # `Tokenizer` that encodes and decodes with it.
 #
 # In order: Unicode and UTF-8 (why we work on bytes), pre-tokenization with GPT-2's regex, the BPE
-# algorithm on the handout's small example, a fast trainer, where its time goes, the files a trained
-# vocabulary is saved in (GPT-2's `vocab.json` and `merges.txt`), and the handout's two training
-# experiments. Exports: `cs336_basics/pretokenization.py`, `cs336_basics/bpe.py` and
-# `cs336_basics/vocab_files.py`.
+# algorithm on the handout's small example, a fast trainer, where its time goes, and the handout's
+# two training experiments. The files a trained vocabulary is saved in (GPT-2's `vocab.json` and
+# `merges.txt`) open notebook 01b, where a tokenizer loads them. Exports:
+# `cs336_basics/pretokenization.py` and `cs336_basics/bpe.py`.
 
 # %%
 import os
@@ -773,235 +773,6 @@ print(f"{'pre-tokenize (2 processes)':28} {t1 - t0:6.2f} s")
 print(f"{'to bytes':28} {t2 - t1:6.2f} s")
 print(f"{'merges':28} {t3 - t2:6.2f} s   ({len(stage_merges)} merges)")
 
-
-# %% [markdown]
-# ## Saving what training made: GPT-2's vocab.json and merges.txt
-#
-# Training ends with a vocabulary (id → bytes) and a list of merges. To use them later, and to
-# read GPT-2's own files, we write them in GPT-2's format.
-
-# %%
-SHARED = ROOT.parent / "shared"
-
-# %%
-#| default_exp vocab_files
-
-# %% [markdown]
-# Tokens are bytes, and JSON holds text. GPT-2's trick maps each of the 256 byte values to a
-# *printable* character (printable Latin-1 bytes map to themselves, the 68 others, space and
-# control bytes, to `chr(256 + k)`), so a token is written as a short readable string: `" the"`
-# becomes `"Ġthe"`. Since no token string then contains a space, a merges line is simply
-# `left right`. We read and write exactly this format (GPT-2's and the handout's fixtures).
-
-# %%
-#| export
-"""GPT-2's file formats for a BPE vocabulary, and the rule that makes a saved folder one unit.
-
-A token is bytes; ``vocab.json`` and ``merges.txt`` hold text, written with GPT-2's reversible
-byte-to-character map (``b" the" -> "Ġthe"``). ``unit_problem`` says when a vocabulary, its merges
-and its special tokens are not one BPE training's output.
-
-    >>> token_to_str(b" the"), str_to_token("Ġthe")
-    ('Ġthe', b' the')
-"""
-
-from __future__ import annotations
-
-import json
-import os
-from collections.abc import Sequence
-from pathlib import Path
-
-
-def gpt2_bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from the 256 byte values to printable characters.
-
-    >>> m = gpt2_bytes_to_unicode(); m[ord("a")], m[ord(" ")], m[ord("\\n")]
-    ('a', 'Ġ', 'Ċ')
-    """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    mapping = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in mapping:
-            mapping[b] = chr(256 + extra)
-            extra += 1
-    return mapping
-
-
-_BYTE_TO_CHAR = gpt2_bytes_to_unicode()
-_CHAR_TO_BYTE = {c: b for b, c in _BYTE_TO_CHAR.items()}
-
-
-def token_to_str(token: bytes) -> str:
-    """A token's bytes as GPT-2 writes them in vocab.json: ``b" the" -> "Ġthe"``."""
-    return "".join(_BYTE_TO_CHAR[b] for b in token)
-
-
-def str_to_token(text: str) -> bytes:
-    """The inverse of ``token_to_str``; a character outside GPT-2's alphabet raises KeyError."""
-    return bytes(_CHAR_TO_BYTE[c] for c in text)
-
-# %% [markdown]
-# Reading is where users make mistakes (a wrong path, a hand-edited line), so the readers say
-# which file and which line is wrong, and how it should look.
-
-# %%
-#| export
-def read_vocab_json(path: str | os.PathLike) -> dict[int, bytes]:
-    """Read a GPT-2-style ``{"Ġthe": 262, ...}`` vocab file into ``{262: b" the", ...}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"vocab file {path} does not exist; pass a vocab.json written by `cs336 train-bpe` or Tokenizer.save")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a JSON vocab ({err}); expected an object {{token: id}}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a JSON object {{token: id}}, got a {type(raw).__name__}")
-    vocab: dict[int, bytes] = {}
-    for text, token_id in raw.items():
-        if isinstance(token_id, bool) or not isinstance(token_id, int) or token_id < 0:
-            raise ValueError(f"{path}: token {text!r} has id {token_id!r}; ids must be non-negative integers")
-        if token_id in vocab:
-            raise ValueError(f"{path}: id {token_id} is given to two tokens; every id must be unique")
-        try:
-            vocab[token_id] = str_to_token(text)
-        except KeyError as err:
-            raise ValueError(
-                f"{path}: token {text!r} contains {err.args[0]!r}, which is not in GPT-2's byte-to-unicode "
-                "alphabet; write tokens with token_to_str (as Tokenizer.save does)"
-            ) from None
-    return vocab
-
-
-def read_merges_txt(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
-    """Read a GPT-2-style merges file (one ``left right`` pair a line, optional ``#version`` first line)."""
-    return read_merges_with_lines(path)[0]
-
-
-def read_merges_with_lines(path: str | os.PathLike) -> tuple[list[tuple[bytes, bytes]], list[int]]:
-    """The merges of ``path`` and the line number of each (for messages that point at a line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"merges file {path} does not exist; pass a merges.txt written by `cs336 train-bpe` or Tokenizer.save")
-    merges, lines = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip() or (lineno == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2 or not all(parts):
-                raise ValueError(
-                    f"{path}:{lineno}: malformed merge {line!r}; expected two tokens separated by one space, like 'Ġ t'"
-                )
-            try:
-                merges.append((str_to_token(parts[0]), str_to_token(parts[1])))
-            except KeyError as err:
-                raise ValueError(
-                    f"{path}:{lineno}: {err.args[0]!r} is not in GPT-2's byte-to-unicode alphabet; "
-                    "tokens must be written with token_to_str"
-                ) from None
-            lines.append(lineno)
-    return merges, lines
-
-# %%
-import json
-import tempfile
-
-print(token_to_str(b" the"), token_to_str("naïve\n".encode()), str_to_token("Ġthe"))
-assert all(str_to_token(token_to_str(bytes([b]))) == bytes([b]) for b in range(256))
-assert " " not in "".join(gpt2_bytes_to_unicode().values())  # so "left right" is unambiguous
-
-# %% [markdown]
-# ## A saved tokenizer is one unit
-#
-# The three files only mean something together: a `vocab.json` from one training beside a
-# `merges.txt` from another, or a `merges.txt` cut short by a full disk, still parse, and then
-# encode text into other ids without a word. What training makes is exact, though: the vocabulary
-# is the 256 bytes, the special tokens and the result `left + right` of every merge, nothing else.
-# So a folder is checked against that rule when it is loaded (and a tokenizer is checked before it
-# is saved, so `save` never writes a folder that `load` refuses). For `cs336 train-bpe` output the
-# rule says *vocab size = 256 + special tokens + merges*; it stays exact where that count does not
-# (a repeated merge in a hand-made list, a special token that is also a byte), because it compares
-# sets of tokens, not counts.
-
-# %%
-#| export
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens.json")
-
-
-def unit_problem(
-    vocab: dict[int, bytes],
-    merges: Sequence[tuple[bytes, bytes]],
-    special_tokens: Sequence[str],
-    merge_lines: Sequence[int] | None = None,
-) -> str | None:
-    """Why ``vocab``, ``merges`` and ``special_tokens`` are not one BPE training's output; None when they are.
-
-    The rule: every merge's two parts and their concatenation are tokens, every special token is
-    a token, and the vocabulary holds the 256 single bytes, the special tokens and the merges'
-    results and nothing else. ``merge_lines`` (the merges' line numbers in merges.txt) lets the
-    message point at a line. Set arithmetic first, a loop only to name the first culprit: ~20 ms
-    for GPT-2's 50k merges (most of it making the 50k ``left + right``), a tenth of reading the files.
-
-    >>> vocab = {i: bytes([i]) for i in range(256)} | {256: b"<|endoftext|>", 257: b"th", 258: b"the"}
-    >>> print(unit_problem(vocab, [(b"t", b"h"), (b"th", b"e")], ["<|endoftext|>"]))
-    None
-    >>> print(unit_problem(vocab, [(b"t", b"h")], ["<|endoftext|>"]))  # the last merge is missing
-    the vocabulary holds 259 tokens, but the 256 bytes, 1 special token(s) and 1 merge(s) make only 258 of them: 1 token(s) come from no merge, e.g. id 258 'the'
-    """
-    tokens = set(vocab.values())
-    for special in special_tokens:
-        if special.encode("utf-8") not in tokens:
-            return f"special token {special!r} is not in the vocabulary"
-    made = {left + right for left, right in merges}
-    lefts, rights = zip(*merges) if merges else ((), ())
-    if not (made <= tokens and tokens.issuperset(lefts) and tokens.issuperset(rights)):
-        for rank, (left, right) in enumerate(merges):
-            for part in (left, right, left + right):
-                if part not in tokens:
-                    where = f"merges.txt line {merge_lines[rank]}" if merge_lines is not None else f"merge {rank}"
-                    return (f"{where} ({token_to_str(left)} {token_to_str(right)}) needs {token_to_str(part)!r}, "
-                            "which is not in the vocabulary")
-    missing_bytes = [b for b in range(256) if bytes([b]) not in tokens]
-    if missing_bytes:
-        return f"byte {missing_bytes[0]} is not in the vocabulary ({len(missing_bytes)} of the 256 bytes are missing)"
-    expected = made | {bytes([b]) for b in range(256)} | {s.encode("utf-8") for s in special_tokens}
-    if len(tokens) != len(expected):  # expected <= tokens here, so the counts differ by the tokens no merge makes
-        extra_id = min(i for i, token in vocab.items() if token not in expected)
-        return (f"the vocabulary holds {len(tokens)} tokens, but the 256 bytes, {len(special_tokens)} special token(s) "
-                f"and {len(merges)} merge(s) make only {len(expected)} of them: {len(tokens) - len(expected)} token(s) "
-                f"come from no merge, e.g. id {extra_id} {token_to_str(vocab[extra_id])!r}")
-    return None
-
-# %% [markdown]
-# GPT-2's own files pass the rule once `<|endoftext|>` is named as special, and the check costs
-# ~20 ms on its 50k merges, against ~250 ms for `Tokenizer.load` (notebook 01c) of such a folder.
-# Without the special token, `<|endoftext|>` is a token no merge makes:
-# that is why `Tokenizer.from_files` (the handout's API, which accepts any GPT-2-format pair, also
-# one holding extra tokens that are not declared special) keeps only the constructor's check that
-# every merge's parts and result are tokens, while `Tokenizer.load` of a saved folder applies the
-# whole rule.
-
-# %%
-import time
-
-gpt2_files = SHARED / "fixtures" / "gpt2_vocab.json", SHARED / "fixtures" / "gpt2_merges.txt"
-if all(f.exists() for f in gpt2_files):
-    gpt2_vocab, (gpt2_merges, gpt2_lines) = read_vocab_json(gpt2_files[0]), read_merges_with_lines(gpt2_files[1])
-    seconds = []
-    for _ in range(3):  # the first run also hashes the 50k tokens, which the Tokenizer's constructor then reuses
-        t0 = time.perf_counter()
-        assert unit_problem(gpt2_vocab, gpt2_merges, ["<|endoftext|>"], gpt2_lines) is None
-        seconds.append(time.perf_counter() - t0)
-    print(f"GPT-2: {len(gpt2_vocab):,} tokens = 256 + 1 + {len(gpt2_merges):,} merges, "
-          f"checked in {min(seconds) * 1e3:.0f} ms (first run {seconds[0] * 1e3:.0f} ms)")
-    print("without the special token:", unit_problem(gpt2_vocab, gpt2_merges, []))
-    print("merges cut short:", unit_problem(gpt2_vocab, gpt2_merges[:-10], ["<|endoftext|>"]))
-    print("merges of another vocabulary:", unit_problem(gpt2_vocab, [(b"q", b"z"), *gpt2_merges], ["<|endoftext|>"], [2, *gpt2_lines]))
-
 # %% [markdown]
 # ## The experiments: `train_bpe_tinystories` and `train_bpe_expts_owt`
 #
@@ -1029,10 +800,13 @@ report_web = train_bpe_cli(web, 32_000 if FULL else 1000, runs / "web-32k")
 print(report_web)
 
 # %% [markdown]
-# Load both back with the readers above, and check that each folder is one training's output.
-# Then look at the longest tokens.
+# Load both back with the readers of GPT-2's file format (`cs336_basics.vocab_files`, written at
+# the start of notebook 01b), and check that each folder is one training's output. Then look at the
+# longest tokens.
 
 # %%
+import json
+
 from cs336_basics.vocab_files import read_merges_txt, read_vocab_json, unit_problem
 
 
@@ -1117,8 +891,9 @@ fig.savefig(fig_dir / "bpe_token_lengths.png", dpi=120)
 # %% [markdown]
 # ## What the next notebook needs
 #
-# Training gave us, for each corpus, a folder `vocab.json` + `merges.txt` + `special_tokens.json`
-# (read by `cs336_basics.vocab_files`). Notebook `01b_tokenizer` uses such a vocabulary and its merges
-# to **encode** text into ids and **decode** ids into text, first plainly, then with the pieces that
-# make it fast; notebook `01c_tokenizer_fast` puts them together into the `Tokenizer`, writes token
-# files and runs the tokenizer experiments on these folders.
+# Training gave us, for each corpus, a folder `vocab.json` + `merges.txt` + `special_tokens.json`.
+# Notebook `01b_tokenizer` starts by reading such a folder (GPT-2's file format, and the check that
+# the three files are one training's output), then uses the vocabulary and its merges to **encode**
+# text into ids and **decode** ids into text, first plainly, then with the pieces that make it fast;
+# notebook `01c_tokenizer_fast` puts them together into the `Tokenizer`, writes token files and runs
+# the tokenizer experiments on these folders.

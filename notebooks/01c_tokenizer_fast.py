@@ -33,12 +33,13 @@ ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().pa
 # **The reference.** Every step of notebook 01b was checked against its `PlainTokenizer`, and so is
 # the `Tokenizer` here. Rather than copy that notebook's opening, we run its code cells up to Part
 # 2's first step, read from `notebooks/01b_tokenizer.py`: its setup (`SMOKE`, `SHARED`,
-# `HAVE_SHARED`), Part 1 (`PlainTokenizer`, checked on the handout's example, on the small
-# vocabulary `vocab_small`/`merges_small` with two overlapping special tokens and the string
-# `probe`, and against `tiktoken`'s GPT-2 as `gpt2_tiktoken`), and Part 2's benchmark: `bench_text`
-# (1 MB of the web stand-in; made-up text in smoke mode), encoded with GPT-2's vocabulary
-# (`bench_vocab`, `bench_merges`; the small one where GPT-2's files are missing) by the plain
-# tokenizer into `plain_ids` in `t_plain` CPU seconds (`cpu_seconds`). Their output follows.
+# `HAVE_SHARED`), Part 1 (the readers of GPT-2's files, which load GPT-2's own as `gpt2_vocab` and
+# `gpt2_merges`; `PlainTokenizer`, checked on the handout's example, on the small vocabulary
+# `vocab_small`/`merges_small` with two overlapping special tokens and the string `probe`, and
+# against `tiktoken`'s GPT-2 as `gpt2_tiktoken`), and Part 2's benchmark: `bench_text` (1 MB of
+# the web stand-in; made-up text in smoke mode), encoded with GPT-2's vocabulary (`bench_vocab`,
+# `bench_merges`; the small one where GPT-2's files are missing) by the plain tokenizer into
+# `plain_ids` in `t_plain` CPU seconds (`cpu_seconds`). Their output follows.
 
 # %%
 cells_01b = jupytext.read(ROOT / "notebooks" / "01b_tokenizer.py").cells
