@@ -17,21 +17,20 @@
 # # 02 · The Transformer language model, from scratch
 #
 # This notebook builds the decoder-only Transformer LM of the handout's section 3, one piece at a
-# time, and checks every piece against PyTorch's own implementation right after writing it.
-# Every piece is written the plain way, as a student would write it from the handout: a few lines
-# of tensor operations, autograd for the backward pass, a full (seq, seq) causal mask. That is a
-# complete, correct model. Notebook **02b · Making it fast** then writes faster versions of five
-# small functions the layers call, and checks each against its plain version from here.
+# time, the plain way a student would write it from the handout (a few lines of tensor operations,
+# autograd for the backward pass, a full (seq, seq) causal mask), and checks every piece against
+# PyTorch's own implementation right after writing it. That is a complete, correct model.
+# Notebook **02b · Making it fast** then writes faster versions of five small functions the layers
+# call, checks the KV cache, and explains the leaderboard recipe's switches.
 #
-# * `cs336_basics/nn.py`: the building blocks: `Linear`, `Embedding`, `RMSNorm`, `silu`, `SwiGLU`,
-#   `RotaryPositionalEmbedding`, `CausalMultiHeadSelfAttention`, `TransformerBlock` (and, from
-#   `kernels.py` of notebook 02b, `softmax` and `scaled_dot_product_attention`).
+# * `cs336_basics/nn.py`: `Linear`, `Embedding`, `RMSNorm`, `silu`, `SwiGLU`,
+#   `RotaryPositionalEmbedding`, `CausalMultiHeadSelfAttention`, `TransformerBlock`.
 # * `cs336_basics/model.py`: `TransformerLM` (with the switches for the handout's ablations of
 #   section 7.3 and for the leaderboard recipe) and `KVCache` for fast decoding.
 #
-# From scratch means: inside the package, no `torch.nn.functional`, no `torch.nn` layers. Tensors,
-# `nn.Parameter`, `nn.Module` and `torch.nn.init` are all we use. The checks in this notebook *may*
-# use `torch.nn.functional`: it is our oracle.
+# From scratch means: inside the package, no `torch.nn.functional`, no `torch.nn` layers; tensors,
+# `nn.Parameter`, `nn.Module` and `torch.nn.init` are all we use. The checks *may* use
+# `torch.nn.functional`: it is our oracle.
 
 # %%
 import math
@@ -62,10 +61,9 @@ _ = torch.manual_seed(0)
 # applied to every batch element, position and head.
 #
 # The layers do their arithmetic in five functions: `rms_norm`, `silu_gate`, `softmax`,
-# `scaled_dot_product_attention` and `causal_attention`. Below we write the plain version of each
-# in a cell that is not exported, and the layers in this notebook call those. The package's
-# `nn.py` instead imports (next cell) faster versions with the same names and the same results
-# from `cs336_basics.kernels`, built in notebook 02b.
+# `scaled_dot_product_attention` and `causal_attention`. We write the plain version of each in a
+# cell that is not exported; the package's `nn.py` imports (next cell) faster versions with the
+# same names and results from `cs336_basics.kernels` (notebook 02b), and re-exports two of them.
 
 # %%
 #| export
@@ -140,10 +138,9 @@ print(f"weight std {layer.weight.std():.4f} (target {std:.4f}), max |w|/std = {l
 # %% [markdown]
 # ## Embedding
 #
-# The embedding is a lookup table of shape `(vocab_size, d_model)`: token id `i` selects row `i`.
-# Indexing the weight with an integer tensor does exactly that, for any shape of ids. An id outside
-# the table would otherwise surface as an opaque index error deep inside the model (or a device-side
-# assert on a GPU), so we check the range first and say what is wrong.
+# The embedding is a lookup table of shape `(vocab_size, d_model)`: indexing the weight with an
+# integer tensor of ids of any shape selects their rows. An id outside the table would surface as an
+# opaque index error (or a device-side assert on a GPU), so we check the range and say what is wrong.
 
 # %%
 #| export
@@ -232,8 +229,7 @@ class RMSNorm(nn.Module):
         return f"{self.d_model}, eps={self.eps}"
 
 # %% [markdown]
-# Check against `F.rms_norm`, in float32 and bfloat16 (where we must return bfloat16), and the
-# gradients that autograd finds for us against those through `F.rms_norm`.
+# Check against `F.rms_norm` in float32 and bfloat16 (we must return bfloat16), gradients too.
 
 # %%
 norm = RMSNorm(16)
@@ -271,7 +267,7 @@ def silu(x: torch.Tensor) -> torch.Tensor:
 #
 # For the handout's SwiGLU-vs-SiLU ablation we also need the ungated FFN
 # $W_2\,\text{SiLU}(W_1x)$, with $d_\text{ff} = 4d_\text{model}$ to match parameters (and its
-# sibling `ffn="relu2"`, see the leaderboard switches at the end).
+# sibling `ffn="relu2"`, one of the leaderboard recipe's switches of notebook 02b).
 
 # %%
 def silu_gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -343,14 +339,12 @@ print({d: default_d_ff(d) for d in (64, 256, 512, 768, 1024, 1600)}, "(d_model -
 # rotated query and key then depends only on their *relative* position. The pairs rotate at
 # geometrically spaced frequencies, from one radian per token down to $\Theta^{-(d-2)/d}$.
 #
-# The angles never change, so we compute `cos` and `sin` once, `(max_seq_len, d_k/2)`, as
-# non-persistent buffers: they follow `.to(device)` but are not saved in the state dict.
-# `token_positions` select the rows; they broadcast against any leading dimensions of `x`.
-#
-# To apply the rotation we read each pair $(a, b)$ as the complex number $a + ib$: rotating it by
-# $\theta$ is multiplying by $e^{i\theta} = \cos\theta + i\sin\theta$, one fused kernel instead of
-# six elementwise operations (7x faster forward+backward on this CPU). bfloat16 has no complex
-# type, so 16-bit inputs are rotated in float32 and cast back.
+# The angles never change, so `cos` and `sin` are computed once, `(max_seq_len, d_k/2)`, as
+# non-persistent buffers (they follow `.to(device)`, the state dict leaves them out);
+# `token_positions` select the rows and broadcast against any leading dimensions of `x`. Each pair
+# $(a, b)$ is read as the complex number $a + ib$: rotating it by $\theta$ is multiplying by
+# $e^{i\theta}$, one kernel instead of six elementwise operations (7x faster forward+backward on
+# this CPU). bfloat16 has no complex type, so 16-bit inputs are rotated in float32.
 
 # %%
 #| export
@@ -418,11 +412,9 @@ def rotate_pairs_real(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> 
     return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1).flatten(-2)
 
 # %% [markdown]
-# Check against the handout's definition, written independently: build the block-diagonal
-# rotation matrix $R^i$ of 2×2 blocks $\begin{pmatrix}\cos & -\sin\\ \sin & \cos\end{pmatrix}$
-# for every position and multiply. Then look at the frequencies: the first pairs turn quickly
-# (they resolve nearby tokens), the last ones barely move over the whole context (they carry
-# coarse, long-range position).
+# Check against the handout's definition, written independently: the block-diagonal rotation
+# matrix $R^i$ of 2×2 blocks $\begin{pmatrix}\cos & -\sin\\ \sin & \cos\end{pmatrix}$ per
+# position. The first pairs turn quickly (nearby tokens), the last barely move (long-range position).
 
 # %%
 def rope_matrix(x, positions, theta):
@@ -521,20 +513,16 @@ fig.savefig(FIGURES / "attention_pattern.png", dpi=100, bbox_inches="tight")
 # keys and values; the heads are concatenated and mixed by the output projection. The heads are
 # just one more batch dimension: `(batch, seq, d_model) -> (batch, heads, seq, d_k)`.
 #
-# * The state dict keeps the assignment's separate `q_proj`, `k_proj`, `v_proj` weights, but the
-#   forward pass concatenates them and does **one** matmul (the concatenation copies 3·d² numbers,
-#   nothing next to the (batch·seq)·d·3d matmul; 9.1 vs 10.3 ms for three matmuls in
-#   `benchmarks/bench_model.py`).
+# * The state dict keeps the assignment's separate `q_proj`, `k_proj`, `v_proj`, but the forward
+#   pass concatenates them for **one** matmul (9.1 vs 10.3 ms for three, `benchmarks/bench_model.py`).
 # * RoPE is applied to queries and keys, the same rotation for every head. With `positional="none"`
 #   (the NoPE ablation) the causal mask alone must tell the model where it is.
-# * For decoding, a `kv_cache` (see `model.KVCache`) keeps the keys and values of earlier positions;
-#   new queries attend to all of them, and positions continue at `kv_cache.length`.
+# * For decoding, a `kv_cache` (`model.KVCache`) keeps the keys and values of earlier positions;
+#   new queries attend to all of them, and positions continue at `start = kv_cache.length`.
 #
-# The causal mask lets the query at position $i$ see keys $0..i$: a lower-triangular
-# `(seq, seq)` boolean matrix, made per call (a few kilobytes, never a buffer per layer). With
-# `start` positions already cached, the queries sit at `start..start+seq-1` and the mask grows
-# `start` columns on the left. (`attn.query_block` is for the fast version of notebook 02b, which
-# skips the scores this mask throws away; the plain one computes them all.)
+# The causal mask lets the query at position $i$ see keys $0..i$: a lower-triangular boolean matrix
+# made per call, `start` columns wider on the left when positions are cached. (`attn.query_block`
+# is for notebook 02b's fast version, which skips the scores this mask throws away.)
 
 # %%
 def causal_attention(q, k, v, start: int = 0, query_block: int | None = None) -> torch.Tensor:
@@ -695,13 +683,16 @@ class TransformerBlock(nn.Module):
         return x + self.ffn(x)
 
 # %%
+def block_oracle(x, block):
+    """A pre-norm SwiGLU block with RoPE, from F.* and mha_oracle, on the block's weights."""
+    rms = lambda t, w: F.rms_norm(t, (x.shape[-1],), w, eps=1e-5)
+    z = x + mha_oracle(rms(x, block.ln1.weight), block.attn, torch.arange(x.shape[-2]))
+    h = rms(z, block.ln2.weight)
+    return z + F.linear(F.silu(F.linear(h, block.ffn.w1.weight)) * F.linear(h, block.ffn.w3.weight), block.ffn.w2.weight)
+
 block = TransformerBlock(32, 4, 64, max_seq_len=16)
 x = torch.randn(2, 10, 32)
-rms = lambda t, w: F.rms_norm(t, (32,), w, eps=1e-5)
-z = x + mha_oracle(rms(x, block.ln1.weight), block.attn, torch.arange(10))
-h = rms(z, block.ln2.weight)
-expected = z + F.linear(F.silu(F.linear(h, block.ffn.w1.weight)) * F.linear(h, block.ffn.w3.weight), block.ffn.w2.weight)
-assert torch.allclose(block(x), expected, atol=1e-5)
+assert torch.allclose(block(x), block_oracle(x, block), atol=1e-5)
 for kw in ({"norm": "post"}, {"norm": "none"}, {"positional": "none"}, {"ffn": "silu"}, {"ffn": "relu2"}):
     b = TransformerBlock(32, 4, max_seq_len=16, **kw)
     print(kw, "->", b(x).shape, sorted({k.split(".")[0] for k in b.state_dict()}), "d_ff", b.ffn.w1.out_features)
@@ -710,17 +701,16 @@ for kw in ({"norm": "post"}, {"norm": "none"}, {"positional": "none"}, {"ffn": "
 # ## The language model
 #
 # Token embedding → `num_layers` blocks → final RMSNorm (pre-norm only: a post-norm block already
-# ends normalised, and the "none" ablation removes every RMSNorm) → LM head producing logits
-# `(batch, seq, vocab_size)`. `model.config` holds the constructor's keyword arguments, so a
-# checkpoint can record it and `TransformerLM(**config)` rebuilds the same architecture.
+# ends normalised; "none" removes every RMSNorm) → LM head, logits `(batch, seq, vocab_size)`.
+# `model.config` holds the constructor's keyword arguments: a checkpoint records it, and
+# `TransformerLM(**config)` rebuilds the same architecture.
 #
 # With `tie_embeddings=True` the LM head reuses the embedding matrix (fewer parameters; GPT-2 does
 # this). A shared matrix then gets the Linear initialisation (std ≈ sqrt(2/(vocab+d))): the
 # embedding's std 1 would make initial logits of size ≈ sqrt(d_model).
 #
-# `model.py` imports the layers from the package (`cs336_basics.nn`), so from here on this
-# notebook runs the package's layers: the classes above, calling the fast versions of the five
-# functions (notebook 02b checks that they compute what the plain ones compute).
+# `model.py` imports the layers from `cs336_basics.nn`, so from here on this notebook runs the
+# classes above with the fast versions of the five functions (02b checks they equal the plain ones).
 
 # %%
 #| default_exp model
@@ -754,10 +744,11 @@ from cs336_basics.nn import FFN, Embedding, Linear, Norm, Positional, RMSNorm, T
 __all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "softcap"]
 
 # %% [markdown]
-# The KV cache holds, per layer, the rotated keys and the values of every position seen so far,
-# in buffers preallocated for the whole context on first use (so each decoding step writes one
-# slice instead of concatenating ever longer tensors). `length` is how many positions are cached.
-# It is for inference: use it under `torch.no_grad()` / `torch.inference_mode()`.
+# The KV cache makes decoding fast: past keys and values never change (attention is causal), so
+# each new token costs one position (notebook 02b checks that it decodes exactly). Per layer it
+# holds the rotated keys and the values of every position so far, in buffers preallocated for the
+# whole context on first use (a step writes one slice, never concatenates); `length` counts the
+# cached positions. It is for inference, under `torch.no_grad()` / `torch.inference_mode()`.
 
 # %%
 #| export
@@ -806,11 +797,10 @@ class KVCache:
         return f"KVCache(length={self.length}, max_len={self.max_len}, num_layers={self.num_layers})"
 
 # %% [markdown]
-# Everything that makes one model differ from another (sizes and ablation switches) sits in one
-# dataclass, `ModelConfig`: its fields carry the defaults (the handout's TinyStories model) and
-# the valid choices (the `Literal` types), and `check` holds the rules. `TransformerLM` takes the
-# same names as keyword arguments, the training config's `[model]` section *is* this dataclass,
-# and the FLOP accountant of notebook 03 reads its defaults and choices from it.
+# What makes one model differ from another (sizes and switches) sits in one dataclass,
+# `ModelConfig`: its fields carry the defaults (the handout's TinyStories model) and the valid
+# choices (`Literal` types), `check` the rules. `TransformerLM` takes the same keyword arguments,
+# the training config's `[model]` section *is* this dataclass, and notebook 03 reads it too.
 
 # %%
 #| export
@@ -966,33 +956,24 @@ def softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:
     return logits if not cap else cap * torch.tanh(logits.to(torch.promote_types(logits.dtype, torch.float32)) / cap)
 
 # %% [markdown]
-# Check the whole model against an oracle built from `torch.nn.functional` with the same state
-# dict, then causality: changing a later token never changes an earlier logit.
+# Check the whole model against an oracle built from `torch.nn.functional` (the block's oracle,
+# layer after layer) on the same weights, then causality: changing a later token never changes an
+# earlier logit. (`tests/test_model.py` checks it once more with oracles that read the state dict.)
 
 # %%
 from cs336_basics.model import TransformerLM
 
-def lm_oracle(sd, ids, num_layers, num_heads, theta=10000.0):
-    x = F.embedding(ids, sd["token_embeddings.weight"])
-    s, d = ids.shape[1], x.shape[-1]
-    h, pos = num_heads, torch.arange(s)
-    for i in range(num_layers):
-        w = lambda name: sd[f"layers.{i}.{name}"]
-        a = F.rms_norm(x, (d,), w("ln1.weight"), eps=1e-5)
-        split = lambda t: t.unflatten(-1, (h, d // h)).transpose(1, 2)
-        q, k, v = (split(F.linear(a, w(f"attn.{n}_proj.weight"))) for n in "qkv")
-        q, k = rope_matrix(q, pos, theta), rope_matrix(k, pos, theta)
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).flatten(-2)
-        x = x + F.linear(o, w("attn.output_proj.weight"))
-        f = F.rms_norm(x, (d,), w("ln2.weight"), eps=1e-5)
-        x = x + F.linear(F.silu(F.linear(f, w("ffn.w1.weight"))) * F.linear(f, w("ffn.w3.weight")), w("ffn.w2.weight"))
-    return F.linear(F.rms_norm(x, (d,), sd["ln_final.weight"], eps=1e-5), sd["lm_head.weight"])
+def lm_oracle(model, ids):
+    x = F.embedding(ids, model.token_embeddings.weight)
+    for block in model.layers:
+        x = block_oracle(x, block)
+    return F.linear(F.rms_norm(x, (x.shape[-1],), model.ln_final.weight, eps=1e-5), model.lm_head.weight)
 
 model = TransformerLM(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
 ids = torch.randint(0, 100, (3, 20))
 with torch.no_grad():
     logits = model(ids)
-    assert torch.allclose(logits, lm_oracle(model.state_dict(), ids, 2, 4), atol=1e-4)
+    assert torch.allclose(logits, lm_oracle(model, ids), atol=1e-4)
     changed = ids.clone()
     changed[:, 12] = (changed[:, 12] + 1) % 100
     diff = (model(changed) - logits).abs().amax(dim=(0, 2))
@@ -1000,57 +981,6 @@ print("max |Δlogit| per position after changing token 12:", [round(v, 3) for v 
 assert (diff[:12] == 0).all() and diff[12:].min() > 0
 print(model.config)
 print(f"{model.num_parameters():,} parameters")
-
-# %% [markdown]
-# ## Decoding with a KV cache
-#
-# Generating token $t+1$ needs the keys and values of positions $0..t$, which do not change once
-# computed (attention is causal). The cache keeps them, so each new token costs one position's
-# work instead of the whole prefix. The logits must be exactly those of the full forward pass.
-
-# %%
-with torch.no_grad():
-    full = model(ids)
-    cache = model.new_kv_cache()
-    steps = [model(ids[:, :8], kv_cache=cache)] + [model(ids[:, t : t + 1], kv_cache=cache) for t in range(8, 20)]
-    incremental = torch.cat(steps, dim=1)
-print(cache, "max |full - cached| =", (full - incremental).abs().max().item())
-assert torch.allclose(full, incremental, atol=1e-5)
-
-# %% [markdown]
-# ## The leaderboard recipe's switches
-#
-# Four changes from recent speed-run recipes, built into the classes above; each is off by default,
-# and then the model is exactly the one checked above.
-# * `qk_norm=True`: RMSNorm (a learned gain per head dimension) on each head's queries and keys, before
-#   RoPE. The scores stay bounded, so the softmax cannot saturate and higher learning rates stay
-#   stable (OLMo 2, Gemma 3).
-# * `ffn="relu2"`: the MLP $W_2\,\text{ReLU}(W_1x)^2$, $d_\text{ff} = 4d_\text{model}$ (Primer,
-#   modded-nanoGPT): two matrices and a cheap activation, reported to match the gated FFNs.
-# * `logit_softcap=c`: logits become $c\tanh(\text{logits}/c)$, unchanged while small, never beyond
-#   $\pm c$ (Gemma 2, modded-nanoGPT): no logit grows without bound. The forward pass (evaluation,
-#   sampling) and the chunked training loss `linear_cross_entropy` both apply it.
-# * `zero_init_proj=True`: the attention and FFN output projections start at zero, so each block
-#   starts as the identity and grows in, instead of adding noise to the residual stream.
-#
-# Checks: the KV cache still decodes exactly, every weight gets a gradient, softcapped logits are
-# $c\tanh(\cdot/c)$ of the same weights' logits, zero-initialised blocks start as the identity.
-# Whether they help at equal training time is for the CPU ablations (notebook 06).
-
-# %%
-kw = dict(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
-for switch in ({"qk_norm": True}, {"ffn": "relu2"}, {"logit_softcap": 2.0}, {"zero_init_proj": True}):
-    m = TransformerLM(**kw, **switch)
-    logits, cache = m(ids), m.new_kv_cache()
-    with torch.no_grad():
-        cached = torch.cat([m(ids[:, :8], kv_cache=cache)] + [m(ids[:, t : t + 1], kv_cache=cache) for t in range(8, 20)], 1)
-    logits.logsumexp(-1).mean().backward()
-    assert torch.allclose(logits, cached, atol=1e-5) and all(p.grad is not None for p in m.parameters())
-    print(f"{switch}: {m.num_parameters():,} parameters, max |logit| {logits.abs().max():.2f}")
-capped, m = TransformerLM(**kw, logit_softcap=2.0), TransformerLM(**kw, zero_init_proj=True)
-capped.load_state_dict(model.state_dict())
-identity = F.linear(F.rms_norm(m.token_embeddings(ids), (64,), m.ln_final.weight, eps=1e-5), m.lm_head.weight)
-assert torch.allclose(capped(ids), 2 * torch.tanh(model(ids) / 2), atol=1e-6) and torch.allclose(m(ids), identity, atol=1e-5)
 
 # %% [markdown]
 # The errors a user is likely to hit say what is wrong and how to fix it:
@@ -1070,14 +1000,11 @@ for make in (
 # %% [markdown]
 # ## What the next notebooks need
 #
-# * **02b · Making it fast** writes the faster versions of `rms_norm`, `silu_gate`, `softmax`,
-#   `scaled_dot_product_attention` and `causal_attention` that the package runs (`kernels.py`),
-#   checks each equal to the plain one above, and shows bf16 autocast and `torch.compile`.
-# * **03 · FLOPs** counts parameters and matmul FLOPs from `model.config` (the keys above). Per
-#   layer the forward pass does one fused QKV projection, $QK^\top$ and attention·V per head, the
-#   output projection, the FFN's w1, w3 (SwiGLU only) and w2; then the LM head. The accountant counts
-#   dense attention ($2 s^2 d_\text{model}$ FLOPs per matmul, layer and sequence), the usual
-#   convention for MFU; the causal query blocks of 02b execute fewer (10/16 at 256 positions).
-# * **04 · Training** builds `TransformerLM(**config)`, trains it on `(batch, context_length)`
-#   token batches (under bf16 autocast and `torch.compile` on a GPU), and stores `model.config` in
-#   checkpoints. **05 · Sampling** decodes with `model.new_kv_cache()`.
+# * **02b · Making it fast** writes the faster five functions that the package runs (`kernels.py`),
+#   each checked equal to the plain one above, shows bf16 autocast and `torch.compile`, checks
+#   decoding with the KV cache, and explains and checks the leaderboard recipe's switches.
+# * **03 · FLOPs** counts parameters and matmul FLOPs from `model.config`: per layer the fused QKV
+#   projection, $QK^\top$ and attention·V per head, the output projection, the FFN's w1, w3 (SwiGLU
+#   only) and w2; then the LM head. It counts dense attention, the usual convention for MFU.
+# * **04 · Training** trains `TransformerLM(**config)` on `(batch, context_length)` token batches and
+#   stores `model.config` in checkpoints. **05 · Sampling** decodes with `model.new_kv_cache()`.
