@@ -16,8 +16,8 @@
 # %% [markdown]
 # # 04b · The training loop
 #
-# Notebook 04 built the pieces: `cross_entropy`, `AdamW`, `cosine_lr`, `clip_gradients` and
-# `get_batch`. Here we put them together:
+# Notebook 04 built the pieces: the loss, AdamW, the cosine schedule, gradient clipping and
+# batches. Here we put them together:
 #
 # 1. **checkpoints**: a run's state on disk (`serialization.py`);
 # 2. **a training loop in a few dozen lines**: batch → model → loss → backward → clip → AdamW step
@@ -26,12 +26,10 @@
 # 3. **the training loop of `train.py`**: the same steps, and around them validation, metrics,
 #    resume, Ctrl-C, bf16 and DDP. Its plumbing is hand-written beside it: the typed TOML config
 #    (`config.py`), devices, processes and random state (`runtime.py`), and the run folder (`runs.py`);
-# 4. **training live**: `train()` on the tiny model, its learning curves, resuming;
-# 5. **making it fast** and **making it better**: the loop's switches for `torch.compile`, the loss
-#    in chunks, a learning rate per parameter group, the epoch sampler and the weight average.
+# 4. **training live**: `train()` on the tiny model, its learning curves, resuming.
 #
 # A reader who stops after section 2 has a complete training loop; the rest is what a run that
-# takes hours needs.
+# takes hours needs. Notebook 04c then makes the loop fast, and better.
 
 # %%
 import os
@@ -61,12 +59,11 @@ if SMOKE:
 #
 # A checkpoint is a dict: model `state_dict`, optimiser `state_dict` (AdamW's moments and step
 # counts), the iteration, and anything else the caller adds (the training loop adds its config, RNG
-# states and timings). Paths are written to a temporary name in the same directory and renamed
+# states and timings). A path is written under a temporary name in the same directory, then renamed
 # with `os.replace`, which is atomic: a crash mid-write (or a full disk) leaves the previous
-# checkpoint intact and no temporary file behind. We hand `torch.save` an open file rather than a
-# path, so that a full disk surfaces as Python's `OSError` (ENOSPC) instead of a C++ `RuntimeError`.
-# File objects (a `BytesIO`, an open file) are written directly. A model wrapped by `torch.compile`
-# or `DistributedDataParallel` is unwrapped first, so the keys are always the plain model's.
+# checkpoint intact and no temporary file behind. `torch.save` gets an open file, not the path, so a
+# full disk is Python's `OSError` (ENOSPC), not a C++ `RuntimeError`; a file object (a `BytesIO`)
+# is written directly. A model wrapped by `torch.compile` or DDP is unwrapped first.
 
 # %%
 #| default_exp serialization
@@ -265,6 +262,8 @@ print(run_cfg.model, run_cfg.optim, run_cfg.schedule, f"batch_size={run_cfg.data
 # a batch, run the model, take the cross-entropy against the next tokens, backpropagate, clip the
 # gradients' global norm, and let AdamW move the weights. Before and after, the mean loss on a few
 # fixed validation batches says whether it learnt; at the end a checkpoint holds the result.
+# (The package's `cross_entropy` and `AdamW` compute what notebook 04's plain versions compute,
+# faster: notebook 04c shows how.)
 
 # %%
 from cs336_basics.data import get_batch
@@ -331,24 +330,19 @@ print(f"restored the weights of step {step}")
 # The loop above is what every run does. A run that takes hours needs more around it: a config
 # to describe it, a validation loss on the same tokens every time, metrics on disk, checkpoints
 # that resume exactly, a clean stop on Ctrl-C, mixed precision and several GPUs. `train.py` adds
-# those. A run is described by a **typed config** in five sections —
-# `[model]`, `[optim]`, `[schedule]`, `[data]`, `[run]` — loaded from TOML and overridable from the
-# command line (`--set optim.lr=3e-3`). An unknown key or a value of the wrong type is an error
-# naming it.
+# those.
 #
 # ### The config
 #
-# Five dataclasses; every field has a type and a default, and the defaults are the handout's
-# TinyStories model. `[model]` *is* notebook 02's `ModelConfig` (so `TransformerLM.from_config`
-# builds it); `d_ff = 0` means "the model's default". `data.batch_size` is the **global** batch:
-# under DDP each of N ranks gets `batch_size / N` of it.
-#
-# Loading reads the TOML file, applies `section.key=value` overrides (the value is parsed as a TOML
-# value, so `3e-3` is a float and `true` a bool; anything that does not parse is a string), then
-# coerces each value to its field's type and validates the ranges and choices. That is plumbing
-# that teaches nothing about training, so it lives in the hand-written `cs336_basics/config.py`.
-# A quick look: the defaults are the handout's TinyStories model; overrides are typed; a typo is
-# an error that lists the keys that do exist.
+# A run is a **typed config** in five sections, `[model]`, `[optim]`, `[schedule]`, `[data]` and
+# `[run]`: dataclasses whose defaults are the handout's TinyStories model. `[model]` *is* notebook
+# 02's `ModelConfig` (so `TransformerLM.from_config` builds it); `d_ff = 0` means "the model's
+# default". `data.batch_size` is the **global** batch: under DDP each of N ranks gets
+# `batch_size / N` of it. Loading reads a TOML file, applies `section.key=value` overrides
+# (`--set optim.lr=3e-3`; the value is parsed as TOML, so `3e-3` is a float and `true` a bool,
+# anything else a string), coerces each value to its field's type and checks ranges and choices:
+# an unknown key or a wrong type is an error that names it. That is plumbing that teaches nothing
+# about training, so it lives in the hand-written `cs336_basics/config.py`. A quick look:
 
 # %%
 from cs336_basics.config import ConfigError, OptimConfig, config_from_dict, config_to_toml, load_config
@@ -366,18 +360,17 @@ for bad in (["optim.learning_rate=1e-3"], ["model.d_model=big"], ["schedule.max_
 #
 # `auto` picks CUDA, then Apple's MPS, then the CPU. On CUDA we allow TF32 matmuls and run the
 # forward pass under bf16 autocast (weights, gradients and AdamW state stay float32; on a CPU see
-# §5). Under `torchrun` the environment holds `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; we start a
-# process group (NCCL on GPUs, gloo on CPUs) and each rank takes GPU `LOCAL_RANK`. To resume
-# *exactly*, a checkpoint holds every random state the loop uses (torch's, CUDA's, numpy's and
-# Python's global generators, and the numpy `Generator` that draws batch starts) as plain lists
-# and dicts, which `torch.load(weights_only=True)` can read. **MFU** divides the model FLOPs per
-# second (about 6 per parameter and token, plus the attention scores: notebook 03's
+# notebook 04c). Under `torchrun` the environment holds `RANK`, `WORLD_SIZE` and `LOCAL_RANK`; we
+# start a process group (NCCL on GPUs, gloo on CPUs) and each rank takes GPU `LOCAL_RANK`. To
+# resume *exactly*, a checkpoint holds every random state the loop uses (torch's, CUDA's, numpy's
+# and Python's global generators, and the numpy `Generator` that draws batch starts) as plain
+# lists and dicts, which `torch.load(weights_only=True)` can read. **MFU** divides the model FLOPs
+# per second (about 6 per parameter and token, plus the attention scores: notebook 03's
 # `accounting.training_flops_per_token`) by the peak of a large matmul *measured* in the training
-# precision on this machine (`run.peak_flops` sets a datasheet number instead).
-#
-# All of this (`resolve_device`, `autocast_dtype`, `setup_distributed`, `all_reduce_mean`,
-# `rng_state`, `measure_matmul_peak`, the thread count and the Ctrl-C flag) is plumbing: it lives
-# in the hand-written `cs336_basics/runtime.py`, and the loop below calls it by name.
+# precision on this machine (`run.peak_flops` sets a datasheet number instead). All of this is
+# plumbing, in the hand-written `cs336_basics/runtime.py` (`resolve_device`, `autocast_dtype`,
+# `setup_distributed`, `all_reduce_mean`, `rng_state`, `measure_matmul_peak`, the thread count,
+# the Ctrl-C flag); the loop below calls it by name.
 
 # %% [markdown]
 # ### The loop
@@ -388,24 +381,19 @@ for bad in (["optim.learning_rate=1e-3"], ["model.d_model=big"], ["schedule.max_
 #   evaluation (and every run with the same seed) measures the same tokens: curves are comparable.
 # * **No per-step host sync.** Each step's loss stays on the device; every `log_every` steps the
 #   window is copied once, checked for NaN/inf (naming the first bad step) and averaged.
-# * **Ctrl-C** sets a flag; the step in progress finishes, a checkpoint is written and
-#   `TrainingInterrupted` is raised (the CLI turns it into exit status 130). A second Ctrl-C aborts.
-#   **SIGTERM** (what `kill`, a job scheduler or a shutting-down machine sends) does the same, and
-#   the CLI exits with 143 (128 + 15, the usual status for "terminated").
+# * **Ctrl-C**, or **SIGTERM** (what `kill`, a job scheduler or a shutting-down machine sends), sets
+#   a flag; the step in progress finishes, a checkpoint is written and `TrainingInterrupted` is
+#   raised (the CLI exits with 128 + the signal: 130, or 143). A second Ctrl-C aborts.
 # * **A non-finite loss** raises `TrainingDiverged`; nothing is saved after the last good checkpoint.
 #   "Good" is checked, not assumed: the update of a step whose loss was finite can still blow up
 #   the weights, so a checkpoint is written only from finite weights, each records the training
 #   loss of its last window, and the error names the newest checkpoint on disk that passes both.
-# * **Resume** restores the model, AdamW, the step, the RNG states and the clock, and drops any
-#   metrics lines logged after the checkpoint, so a resumed run continues the same curve. A last
-#   metrics line cut short (the process died while writing it) is dropped too.
-# * **Before the first step** the run folder must be writable and its disk must have room for two
-#   checkpoints (the new one is written next to the old before it replaces it), so a full disk is
-#   found in a second, not after an hour.
-# * **The weight average** (`optim.ema_halflife > 0`): updated after every optimizer step,
-#   validated next to the weights themselves (`val/ema_loss`), saved in every checkpoint (`"ema"`,
-#   restored on resume), and it is the model `load_model_from_run` returns — so evaluation, samples
-#   and `cs336 generate` use it.
+# * **Resume** restores the model, AdamW, the step, the RNG states and the clock, and drops the
+#   metrics lines logged after the checkpoint (and a last line cut short), so the curve continues.
+# * **Before the first step** the run folder must be writable with room for two checkpoints (the
+#   new one is written beside the old), so a full disk is found in a second, not after an hour.
+# * **The weight average** (`optim.ema_halflife > 0`, notebook 04c): updated after every step,
+#   validated as `val/ema_loss`, saved and resumed with the checkpoint, returned by `load_model_from_run`.
 #
 # Where each file of a run goes (`config.toml`, `metrics.jsonl`, `checkpoints/latest.pt`, ...) is
 # written down once, in `runs.RunFolder`.
@@ -962,8 +950,8 @@ if corpus.startswith("bytes"):
 # %% [markdown]
 # The plain loop of §2 started from the same weights (both seed torch with `run.seed` before
 # building the model) and read the same batches (both draw start positions from
-# `np.random.default_rng(run.seed)`); `train()` differs in not decaying the RMSNorm gains. So the
-# two end close together:
+# `np.random.default_rng(run.seed)`); `train()` differs in not decaying the RMSNorm gains (its
+# parameter groups, notebook 04c). So the two end close together:
 
 # %%
 print(f"validation loss after {run_cfg.schedule.max_steps} steps: train() {last['val/loss']:.4f}, "
@@ -1008,140 +996,20 @@ with torch.no_grad():
           f"loss on the first validation window: {cross_entropy(model(x[:, :-1]), x[:, 1:]).item():.3f}")
 
 # %% [markdown]
-# ### From the command line, and at GPU scale
+# ### From the command line
 #
-# The same loop is `cs336 train`. The cells below launch the GPU-scale presets as subprocesses
-# (they need a GPU and the tokenised datasets, so the test suite skips them):
-#
-# * `tinystories` — the handout's model: vocab 10,000, context 256, d_model 512, d_ff 1344,
-#   4 layers, 16 heads, 327,680,000 tokens (128 × 10,000 × 256), bf16 autocast + TF32 + `torch.compile`.
-# * `owt` — vocab 32,000, a 12-layer d_model 768 model, 655M tokens.
-#
-# With several GPUs, the same command runs under `torchrun --nproc_per_node=N -m cs336_basics.cli train ...`
-# (DistributedDataParallel; `data.batch_size` stays the global batch).
-
-# %%
-# NBVAL_SKIP
-import subprocess, sys
-
-def launch(preset):
-    """Run `cs336 train --config configs/PRESET.toml` (needs a GPU and data/PRESET/{train,valid}.npy)."""
-    if not torch.cuda.is_available():
-        print(f"{preset}: skipped, no GPU here")
-        return None
-    subprocess.run([sys.executable, "-m", "cs336_basics.cli", "train", "--config", str(ROOT / "configs" / f"{preset}.toml"),
-                    "--set", f"run.out_dir={ROOT / 'runs' / preset}"], cwd=ROOT, check=True)
-    return ROOT / "runs" / preset
-
-gpu_runs = {"tinystories": launch("tinystories")}
-
-# %%
-# NBVAL_SKIP
-gpu_runs["owt"] = launch("owt")
-
-# %%
-# NBVAL_SKIP
-from cs336_basics.plotting import plot_learning_curves
-for name, path in gpu_runs.items():
-    if path is not None:
-        plot_learning_curves([path], FIGURES / f"{name}_curves.png", title=name)
+# The same loop is `cs336 train --config configs/NAME.toml [--set section.key=value] [--resume]`;
+# with several GPUs, `torchrun --nproc_per_node=N -m cs336_basics.cli train ...` (DDP;
+# `data.batch_size` stays the global batch). Notebook 04c launches the GPU presets.
 
 # %% [markdown]
-# ## 5 · Making it fast
+# ## What the next notebooks need
 #
-# Three switches make the same loop faster without changing what it computes (up to rounding):
-#
-# * `run.compile = true` runs the model and the loss through `torch.compile` (and AdamW's update,
-#   notebook 04 §7): in the `cpu` preset, 1.3x the steps per second once the graph has no breaks,
-#   after a first step that compiles for 10–30 s; the compiled update alone gave about 3% more tokens/s.
-# * `run.loss_chunk_rows = 128` stops the model at its hidden states and computes the output
-#   layer and the loss 128 positions at a time (`linear_cross_entropy`, notebook 04 §7): in the
-#   `cpu` preset 10,400 → 11,100 tokens/s, 4,500 instead of 3,900 steps in its 15 minutes.
-# * `run.precision = "bf16"` runs the forward pass under bf16 autocast: on GPUs, and on CPUs with
-#   AMX, bf16 matmuls can be several times faster; this CPU has AVX-512 BF16 but no AMX, and its bf16
-#   matmuls ran at half speed, so the `cpu` preset stays fp32.
-#
-# A check that they compute the same: ten steps of the run above with each switch, against ten
-# without, step by step (compiling takes a while on 2 cores, so that one only outside smoke mode).
-
-# %%
-def step_losses(name, *changes):
-    cfg = load_config(run.config, [f"run.out_dir={TMP / name}", "schedule.max_steps=10", "run.log_every=1",
-                                   "run.eval_every=10", "run.checkpoint_every=10", *changes])
-    lines = RunFolder(train(cfg)).metrics.read_text().splitlines()
-    return np.array([r["train/loss"] for r in map(json.loads, lines) if "train/loss" in r])
-
-
-plain_losses = step_losses("ten_steps")
-switches = {"run.loss_chunk_rows=64": step_losses("chunked", "run.loss_chunk_rows=64")}
-if not SMOKE:
-    switches["run.compile=true"] = step_losses("compiled", "run.compile=true")
-for switch, losses in switches.items():
-    print(f"{switch}: max |loss difference| over 10 steps {np.abs(losses - plain_losses).max():.1e}")
-    assert np.allclose(losses, plain_losses, atol=1e-3)
-
-# %% [markdown]
-# ## 6 · Making it better
-#
-# Three switches change what a run computes, for a lower loss in the same time. Two were built in
-# notebook 04 §8: `data.sampler = "epoch"` (each epoch reads every window once; in the `cpu`
-# preset 1.574 → 1.557 bits per byte) and `optim.ema_halflife` (evaluate an average of the
-# weights; 1.571 → 1.549). The third is a learning rate per parameter group.
-#
-# Adam moves every weight by about `lr` per step, whatever the weight's size. That suits the hidden
-# matrices (initial std ~0.07) but not the token embeddings, which start at std 1 and learn only on
-# the steps where their token occurs. So the optimizer gets parameter groups, each with an
-# `lr_scale` that the loop multiplies into the scheduled learning rate. The handout's setup is the
-# default (every scale 1); the `cpu` preset trains the embeddings 15x and the output layer 5x faster
-# than the rest. On the English stand-in, x30 and x5 lowered the validation loss of a 400-second,
-# one-thread run from 4.44 to 4.31 nats/token (`benchmarks/sweep_cpu_preset.py`); over the whole
-# 15-minute run the embeddings did best at x15 (1.5545 bits per byte, against 1.557 at x30 and
-# 1.561 at x10). In every run, scaled or not, the groups also keep weight decay off the RMSNorm
-# gains: that is the one difference between `train()` and the plain loop of §2 (given these groups,
-# the plain loop ended at `train()`'s validation loss to within 1e-7 when this was written).
-
-# %%
-#| export
-def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, Any]]:
-    """AdamW parameter groups: embeddings, lm_head, other matrices, and gains, each with its own
-    ``lr_scale`` (the training loop sets ``lr = schedule(step) * lr_scale``) and weight decay.
-
-    Why separate learning rates: Adam moves every weight by about ``lr`` per step whatever its
-    size. The embedding rows start at std 1 (and each row learns only on steps where its token
-    occurs), so at a learning rate sized for the std-0.07 hidden matrices they hardly move; the
-    output layer sees a dense gradient at every position and tolerates a larger step. Weight
-    decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation. And
-    decoupled decay shrinks a weight by lr * weight_decay per step, so a group whose learning rate
-    is scaled up (embeddings, head) gets no decay rather than a decay scaled up alike.
-    """
-    embedding = model.token_embeddings.weight
-    head = model.lm_head.weight
-    tied = embedding is head
-    matrices = [p for p in model.parameters() if p.ndim >= 2 and p is not embedding and p is not head]
-    gains = [p for p in model.parameters() if p.ndim < 2]
-    groups = [
-        {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
-        {"params": gains, "weight_decay": 0.0, "lr_scale": 1.0},
-        {"params": [head], "weight_decay": o.weight_decay if o.head_lr_scale == 1.0 else 0.0,
-         "lr_scale": o.head_lr_scale},
-    ]
-    if not tied:
-        embedding_decay = o.weight_decay if o.embedding_lr_scale == 1.0 else 0.0
-        groups.append({"params": [embedding], "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
-    return [g for g in groups if g["params"]]
-
-
-# %%
-from cs336_basics.model import TransformerLM
-
-_lm = TransformerLM(vocab_size=256, context_length=16, d_model=32, num_layers=2, num_heads=2, d_ff=64)
-_o = OptimConfig(embedding_lr_scale=30.0, head_lr_scale=5.0)
-for _g in optimizer_groups(_lm, _o):
-    print(f"{sum(p.numel() for p in _g['params']):>6} weights  lr_scale {_g['lr_scale']:>4}  weight_decay {_g['weight_decay']}")
-
-
-# %% [markdown]
-# ## What the next notebook needs
+# Notebook **04c** makes this loop fast, and better: how the package's `cross_entropy` and `AdamW`,
+# which the loops above call, compute the plain versions' numbers faster; the loss in chunks; the
+# loop's switches (`run.compile`, `run.loss_chunk_rows`, `run.precision`, `data.sampler`,
+# `optim.ema_halflife`, a learning rate per parameter group); and the GPU-scale runs. A first
+# reading may skip it.
 #
 # Notebook 05 samples text from a trained run (temperature, top-p, the KV cache). It needs the
 # model back: `runs.load_model_from_run(run_dir)` builds it from the run's `config.toml` and loads
