@@ -466,6 +466,8 @@ SWEEP_EPILOG = """examples:
   cs336 sweep lr.toml            # run every variant (again: skip, resume, finish)
   cs336 sweep lr.toml --jobs 2   # two runs side by side
   cs336 sweep lr.toml --list     # the table of results so far; nothing runs
+  cs336 sweep lr.toml --reproduce lr_3e-3  # train it again in runs/reproduce/,
+                                 # compare with experiments/ (within 0.01 bits/byte)
 
 a spec, e.g. lr.toml (TOML; paths relative to the current folder):
 
@@ -504,13 +506,20 @@ def _add_sweep(sub) -> None:
     p.add_argument("--experiments", default="experiments", metavar="DIR",
                    help="where the small result files are copied (default: experiments/)")
     p.add_argument("--list", action="store_true", help="print the table of results so far; run nothing")
+    p.add_argument("--reproduce", nargs="+", metavar="VARIANT",
+                   help="train these variants again from scratch in runs/reproduce/GROUP/ and compare their bits "
+                        "per byte with EXPERIMENTS/GROUP/VARIANT/eval.json; exit status 1 unless each is within "
+                        "0.01")
     p.set_defaults(func=_run_sweep)
 
 
 def _run_sweep(args) -> int:
-    from cs336_basics.sweep import SweepError, format_summary, load_spec, run_sweep, sweep_results
+    from cs336_basics.sweep import SweepError, format_summary, load_spec, reproduce, run_sweep, sweep_results
 
     try:
+        if args.reproduce:
+            rows = reproduce(args.spec, args.reproduce, jobs=args.jobs, experiments=args.experiments)
+            return 0 if all(r["within"] for r in rows) else 1
         if args.list:
             spec = load_spec(args.spec)
             print(format_summary(spec.group, sweep_results(spec, args.experiments)))

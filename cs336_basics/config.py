@@ -220,6 +220,23 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     return config_from_dict(data, overrides)
 
 
+def unrecorded_defaults_dropped(settings: dict[str, Any], recorded: dict[str, Any],
+                                defaults: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` less those that ``recorded`` lacks and that hold their default value.
+
+    A setting newer than a record (a checkpoint's model, a pipeline stage's options) was at its default in
+    the run that wrote it (new switches default to off), so an old run still matches today's settings:
+    compare the result with ``recorded``.
+
+    >>> unrecorded_defaults_dropped({"lr": 3e-3, "qk_norm": False}, {"lr": 3e-3}, {"lr": 1e-3, "qk_norm": False})
+    {'lr': 0.003}
+    >>> unrecorded_defaults_dropped({"lr": 3e-3, "qk_norm": True}, {"lr": 3e-3}, {"lr": 1e-3, "qk_norm": False})
+    {'lr': 0.003, 'qk_norm': True}
+    """
+    return {key: value for key, value in settings.items()
+            if key in recorded or key not in defaults or value != defaults[key]}
+
+
 def config_to_toml(config: TrainConfig) -> str:
     """The config as TOML text that load_config reads back to an equal TrainConfig.
 

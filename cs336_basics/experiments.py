@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cs336_basics.files import atomic_path, atomic_write, read_json_object
-from cs336_basics.plotting import read_metrics, series
+from cs336_basics.plotting import is_finite_number, read_metrics, series
 
 __all__ = ["Result", "load_result", "load_group", "load_specs", "group_results", "curve", "smooth",
            "bits_per_byte", "parameter_count", "best_per_batch_size", "ablation_panel", "ablation_baselines",
@@ -74,7 +74,7 @@ class Result:
         return self.status.get("status", "unknown")
 
     def _number(self, *values: Any) -> float | None:
-        return next((v for v in values if _finite(v)), None)
+        return next((v for v in values if is_finite_number(v)), None)
 
     @property
     def val_loss(self) -> float | None:
@@ -91,22 +91,18 @@ class Result:
 
     @property
     def tokens(self) -> int | None:
-        seen = [r["tokens"] for r in self.metrics if _finite(r.get("tokens"))]
+        seen = [r["tokens"] for r in self.metrics if is_finite_number(r.get("tokens"))]
         return seen[-1] if seen else None
 
     @property
     def wallclock_s(self) -> float | None:
-        seen = [r["wallclock_s"] for r in self.metrics if _finite(r.get("wallclock_s"))]
+        seen = [r["wallclock_s"] for r in self.metrics if is_finite_number(r.get("wallclock_s"))]
         return self._number(self.status.get("wallclock_s"), seen[-1] if seen else None)
 
     def setting(self, dotted: str, default: Any = None) -> Any:
         """A setting of the run's config: ``result.setting("optim.lr")``."""
         section, key = dotted.split(".", 1)
         return self.config.get(section, {}).get(key, default)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def load_result(folder: PathLike, group: str | None = None) -> Result:
@@ -272,7 +268,7 @@ def _limits(ax, values: list[float], span: float, highs: list[float] = ()) -> No
     or higher if needed to show ``highs`` (say, the final loss of a run far behind the others)."""
     if values:
         low = min(values)
-        high = max([low + span, *[h + 0.08 * (h - low) for h in highs if _finite(h)]])
+        high = max([low + span, *[h + 0.08 * (h - low) for h in highs if is_finite_number(h)]])
         ax.set_ylim(low - 0.03 * (high - low), high)
 
 
@@ -285,7 +281,7 @@ def _final(r: Result) -> str:
     no eval.json, or the run's state."""
     if r.val_loss is None:
         return f" ({r.state})"
-    return f": {r.val_loss:.3f}" + ("" if _finite(r.eval.get("val_loss")) else " (last logged: no eval.json)")
+    return f": {r.val_loss:.3f}" + ("" if is_finite_number(r.eval.get("val_loss")) else " (last logged: no eval.json)")
 
 
 def _mark_stopped(ax, result: Result, x: float, colour: str) -> None:
@@ -293,7 +289,7 @@ def _mark_stopped(ax, result: Result, x: float, colour: str) -> None:
     top when the run has none)."""
     bottom, top = ax.get_ylim()
     y = result.status.get("last_finite_loss")
-    y = min(max(y, bottom), top) if _finite(y) else top
+    y = min(max(y, bottom), top) if is_finite_number(y) else top
     ax.plot([x], [y], marker="x", ms=10, mew=2.5, color=colour, clip_on=False, zorder=5)
     ax.annotate(f"{result.variant}\n{result.state} at step {result.steps}", (x, y), xytext=(0, -9),
                 textcoords="offset points", ha="center", va="top", fontsize=7, color=colour)
@@ -349,7 +345,7 @@ def plot_learning_rate(experiments: PathLike = "experiments", out: PathLike = "f
                    label=f"best: lr {_lr_label(best.setting('optim.lr'))} ({best.val_loss:.3f})")
         top = max(r.val_loss for r in done)
         ax_lr.set_ylim(min(finals) - 0.1, top + 0.15 * (top - min(finals)) + 0.2)
-        bpt = [r.eval["bytes_per_token"] for r in done if _finite(r.eval.get("bytes_per_token"))]
+        bpt = [r.eval["bytes_per_token"] for r in done if is_finite_number(r.eval.get("bytes_per_token"))]
         if bpt and max(bpt) - min(bpt) < 1e-9:  # one tokenizer: bits per byte is the same axis rescaled
             ratio = math.log(2) * bpt[0]
             sec = ax_lr.secondary_yaxis("right", functions=(lambda y: y / ratio, lambda b: b * ratio))
@@ -420,7 +416,7 @@ def plot_batch_size(experiments: PathLike = "experiments", out: PathLike = "figu
     lows = finals + [min(line.get_ydata(), default=math.inf) for line in ax_tok.get_lines()]
     ends = [y for r in best.values() for y in curve(r, "train/loss", smoothing=0.9)[1][-1:]]  # best runs: in view
     for ax in (ax_tok, ax_time):
-        _limits(ax, [v for v in lows if _finite(v)], 2.2, finals + ends)
+        _limits(ax, [v for v in lows if is_finite_number(v)], 2.2, finals + ends)
     for ax, r, x in stopped:
         _mark_stopped(ax, r, x, colour[r.setting("data.batch_size")])
     ax_tok.set_xscale("log")  # (batch 1 sees a hundredth of the tokens batch 128 sees in the same time)
@@ -522,7 +518,7 @@ def plot_ablations(experiments: PathLike = "experiments", out: PathLike = "figur
             ax.plot(*curve(r, "train/loss", smoothing=0.6), color=c, lw=0.8, alpha=0.45)
         ends = [curve(r, "val/loss")[1][-1:] for r in runs if r.state not in STOPPED]
         highs = [r.val_loss for r in runs] + [y for e in ends for y in e]  # (a run far behind stays in view)
-        _limits(ax, [v for v in lows if _finite(v)], 1.7, highs)
+        _limits(ax, [v for v in lows if is_finite_number(v)], 1.7, highs)
         for r in runs:
             if r.state in STOPPED:
                 _mark_stopped(ax, r, r.steps, colours[r.variant])
@@ -557,7 +553,7 @@ def plot_main_experiment(experiments: PathLike = "experiments",
         c = f"C{i}"
         bpt = r.eval.get("bytes_per_token")
         panels = [(ax_nats, lambda y: y, nats)]
-        if _finite(bpt):
+        if is_finite_number(bpt):
             panels.append((ax_bpb, lambda y, bpt=bpt: bits_per_byte(y, bpt), bpbs))
         else:
             ax_bpb.plot([], [], color=c, label=f"{r.variant}: no eval.json (bytes per token unknown)")
@@ -650,13 +646,13 @@ def draw_figures(experiments: PathLike = "experiments", figures: PathLike = "fig
 
 # ------------------------------------------------------------------------------------ the log
 def _fmt(x: Any, spec: str, suffix: str = "") -> str:
-    return format(x, spec) + suffix if _finite(x) else "-"
+    return format(x, spec) + suffix if is_finite_number(x) else "-"
 
 
 def _note(r: Result) -> str:
     if r.state == "diverged":
         loss = r.status.get("last_finite_loss")
-        return f"diverged at step {r.steps}" + (f", last finite loss {loss:.4g}" if _finite(loss) else "")
+        return f"diverged at step {r.steps}" + (f", last finite loss {loss:.4g}" if is_finite_number(loss) else "")
     # a failed run's error, or what went wrong after a finished one (say, its evaluation)
     return (r.status.get("message") or "").replace("|", "\\|").replace("\n", " ")[:160]
 

@@ -229,9 +229,9 @@ def training_options(config, records: StageRecords | None = None) -> dict:
     recorded = records.stages.get("train", {}).get("options") if records is not None else None
     if recorded is None:
         return options
-    defaults = flat(type(config)())
-    return {key: value for key, value in options.items()
-            if key in recorded or key not in defaults or value != defaults[key]}
+    from cs336_basics.config import unrecorded_defaults_dropped
+
+    return unrecorded_defaults_dropped(options, recorded, flat(type(config)()))
 
 
 def _run_stages(out: Path, config, preset_path: Path, data_dir: Path, prompts, sample_tokens, temperature,

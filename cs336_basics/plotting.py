@@ -59,6 +59,15 @@ def read_metrics(run_or_file: str | os.PathLike) -> list[dict]:
     return records
 
 
+def is_finite_number(x: object) -> bool:
+    """True for an int or float that is neither NaN nor infinite (JSON gives None, bools and strings too).
+
+    >>> [is_finite_number(v) for v in (1, 2.5, float("nan"), None, True, "3")]
+    [True, True, False, False, False, False]
+    """
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def series(records: Sequence[dict], key: str, x: str = "step") -> tuple[list[float], list[float]]:
     """The (x, y) points of ``key`` over records that have both, skipping non-finite values.
 

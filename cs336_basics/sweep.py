@@ -52,13 +52,16 @@ differ from its run folder's config.toml is refused, before anything runs, with 
 named: delete that run folder to redo it, or give the new settings a new variant name. Ctrl-C (or
 SIGTERM) stops every run at its next step with a checkpoint (status interrupted), so the same command
 resumes. One sweep of a group runs at a time (a second one is refused, naming the first's process).
+
+**Reproducing a committed result**: ``reproduce(spec, ["lr_5e-3"])`` (``cs336 sweep SPEC --reproduce
+VARIANT``) trains the variants again from scratch in ``runs/reproduce/<group>/`` and compares their bits per
+byte with ``experiments/<group>/<variant>/eval.json`` (within ``REPRODUCE_TOLERANCE``, 0.01).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import shlex
@@ -75,9 +78,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cs336_basics.files import atomic_write, read_json_object
+from cs336_basics.plotting import is_finite_number
 from cs336_basics.runs import RunFolder
 
-__all__ = ["SweepError", "Spec", "Plan", "load_spec", "plan_runs", "run_sweep", "sweep_results", "format_summary"]
+__all__ = ["SweepError", "Spec", "Plan", "load_spec", "plan_runs", "run_sweep", "sweep_results", "format_summary", "reproduce"]
 
 SPEC_KEYS = ("group", "base", "data", "valid_text", "set", "runs", "question", "conclusion", "variants")
 TEXT_KEYS = ("question", "conclusion")  # the experiment log's prose; no effect on the runs
@@ -290,10 +294,6 @@ def _metrics(run: RunFolder) -> list[dict[str, Any]]:
     return read_metrics(run.metrics) if run.metrics.is_file() else []
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 # ------------------------------------------------------------------------------------ running
 class _Runner:
     """Runs plans (run_one, from worker threads), prints their progress to `out`, stops them (interrupt)."""
@@ -372,8 +372,8 @@ class _Runner:
         """The run's status record from its exit status, metrics.jsonl and its output (from ``offset``)."""
         records = _metrics(plan.run)
         trained = [r for r in records if "train/loss" in r]
-        finite = [r for r in trained if _finite(r["train/loss"])]
-        vals = [r for r in records if _finite(r.get("val/loss"))]
+        finite = [r for r in trained if is_finite_number(r["train/loss"])]
+        vals = [r for r in records if is_finite_number(r.get("val/loss"))]
         status = {
             "group": self.spec.group, "variant": plan.variant, "status": "finished",
             "step": records[-1]["step"] if records else 0, "max_steps": plan.config.schedule.max_steps,
@@ -483,7 +483,7 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run_sweep(spec_path: str | os.PathLike, jobs: int | None = None, experiments: str | os.PathLike = "experiments",
+def run_sweep(spec_path: Spec | str | os.PathLike, jobs: int | None = None, experiments: str | os.PathLike = "experiments",
               out: TextIO | None = None) -> list[dict[str, Any]]:
     """Run (or finish) every variant of the spec; print progress and a summary to ``out`` (stdout).
 
@@ -491,12 +491,15 @@ def run_sweep(spec_path: str | os.PathLike, jobs: int | None = None, experiments
     token files or another sweep of the same group running; KeyboardInterrupt after Ctrl-C (or SIGTERM)
     once every run has saved its checkpoint.
     """
+    spec = spec_path if isinstance(spec_path, Spec) else load_spec(spec_path)
+    return _sweep(spec, jobs, experiments, out or sys.stdout)
+
+
+def _sweep(spec: Spec, jobs: int | None, experiments: str | os.PathLike, out: TextIO) -> list[dict[str, Any]]:
     from cs336_basics.runs import RunInUse, run_lock
 
-    out = out or sys.stdout
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs {jobs} must be at least 1")
-    spec = load_spec(spec_path)
     cuda = _uses_cuda(spec)
     # a bad variant, changed settings or missing token files: refused before anything is written
     _check_inputs(spec, [p for p in plan_runs(spec, cuda, experiments) if p.state not in ("done", "kept")])
@@ -595,10 +598,59 @@ def sweep_results(spec: Spec | str | os.PathLike, experiments: str | os.PathLike
     return results
 
 
+REPRODUCE_TOLERANCE = 0.01  # bits per byte: how close a re-run must come to the committed result
+
+
+def reproduce(spec_path: str | os.PathLike, variants: list[str], jobs: int | None = None,
+              experiments: str | os.PathLike = "experiments", runs: str | os.PathLike = "runs/reproduce",
+              out: TextIO | None = None) -> list[dict[str, Any]]:
+    """Train ``variants`` of a spec again from scratch and compare their bits per byte with the results
+    committed in ``experiments``/<group>/<variant>/.
+
+    The runs go to ``runs``/<group>/<variant>/ (their small files to ``runs``/results/), so neither the
+    sweep's own run folders nor the committed results are touched; a folder left by an earlier
+    reproduction is reused (finished: compared again; interrupted: resumed). Returns one record per
+    variant: committed and new bits per byte, their difference and whether it is within
+    REPRODUCE_TOLERANCE. A run budgeted by wall-clock (schedule.max_seconds) reproduces only on a machine as
+    fast and as idle as the first one: its record says so.
+    """
+    from cs336_basics.config import load_config
+
+    out = out or sys.stdout
+    spec = load_spec(spec_path)
+    unknown = [v for v in variants if v not in spec.variants]
+    if unknown or not variants:
+        raise SweepError(f"{spec.path}: no variant {unknown[0]!r}; it has {', '.join(spec.variants)}" if unknown
+                         else "name the variants to reproduce")
+    committed = {}
+    for name in variants:
+        record = read_json_object(Path(experiments) / spec.group / name / "eval.json")
+        if not is_finite_number(record.get("bits_per_byte")):
+            raise SweepError(f"{Path(experiments) / spec.group / name}/eval.json has no bits per byte to reproduce")
+        committed[name] = record["bits_per_byte"]
+    again = dataclasses.replace(spec, variants={v: spec.variants[v] for v in variants}, runs=Path(runs))
+    statuses = _sweep(again, jobs, Path(runs) / "results", out)
+    rows = []
+    for status in statuses:
+        name, new = status["variant"], status.get("bits_per_byte")
+        diff = new - committed[name] if is_finite_number(new) else None
+        timed = (load_config(again.base, [*again.common, *again.variants[name]]).schedule.max_seconds > 0)
+        rows.append({"variant": name, "committed": committed[name], "new": new, "difference": diff,
+                     "within": diff is not None and abs(diff) <= REPRODUCE_TOLERANCE, "timed": timed})
+    print(f"reproduce {spec.group} (tolerance {REPRODUCE_TOLERANCE} bits/byte):", file=out)
+    for r in rows:
+        new = f"{r['new']:.4f}" if r["difference"] is not None else "-"
+        diff = f"{r['difference']:+.4f}" if r["difference"] is not None else "-"
+        note = " (budgeted by wall-clock: depends on the machine's speed)" if r["timed"] else ""
+        print(f"  {r['variant']}: committed {r['committed']:.4f}, now {new} ({diff}): "
+              f"{'reproduced' if r['within'] else 'NOT reproduced'}{note}", file=out)
+    return rows
+
+
 def format_summary(group: str, results: list[dict[str, Any]]) -> str:
     """A table: variant, status, steps, final validation loss, bits per byte, wall-clock."""
     def num(x: Any, fmt: str) -> str:
-        return format(x, fmt) if _finite(x) else "-"
+        return format(x, fmt) if is_finite_number(x) else "-"
     rows = [(r.get("variant", "?"), r.get("status", "?"), str(r.get("step", "-")), num(r.get("val_loss"), ".4f"),
              num(r.get("bits_per_byte"), ".4f"), num(r.get("wallclock_s"), ".1f")) for r in results]
     head = ("variant", "status", "steps", "val loss", "bits/byte", "wall-clock s")

@@ -442,7 +442,7 @@ import numpy as np
 import torch
 
 from cs336_basics.accounting import training_flops_per_token
-from cs336_basics.config import ConfigError, OptimConfig, ScheduleConfig, TrainConfig, config_to_toml
+from cs336_basics.config import ConfigError, OptimConfig, ScheduleConfig, TrainConfig, config_to_toml, unrecorded_defaults_dropped
 from cs336_basics.data import batch_at, epoch_batch_starts, load_tokens
 from cs336_basics.files import atomic_write, attributed_to, check_writable
 from cs336_basics.model import TransformerLM
@@ -599,7 +599,8 @@ def _resume(run: RunFolder, config: TrainConfig, model, optimizer, averager, bat
     """Load the latest checkpoint into the model, AdamW, the average and the RNGs; (step, clock, last loss)."""
     ckpt = read_checkpoint(run.latest, map_location=device)
     saved = ckpt.get("config", {}).get("model")  # a setting newer than the checkpoint counts as its default
-    if saved is not None and {**dataclasses.asdict(type(config.model)()), **saved} != dataclasses.asdict(config.model):
+    current, defaults = dataclasses.asdict(config.model), dataclasses.asdict(type(config.model)())
+    if saved is not None and unrecorded_defaults_dropped(current, saved, defaults) != saved:
         raise ConfigError(f"[model] differs from the checkpoint's ({saved}); resume with the same model settings")
     model.load_state_dict(ckpt["model"])
     try:

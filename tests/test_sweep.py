@@ -8,6 +8,7 @@ of test_time_budget); each process spends most of its few seconds importing torc
 import io
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -146,6 +147,42 @@ def test_a_fresh_clone_with_the_committed_results_runs_only_what_is_missing(swep
     assert f"lr_3e-3: skipped (its result is in {kept / 'lr_3e-3'}" in out
     assert f"lr_1e30: skipped (its result is in {kept / 'lr_1e30'}" in out and "lr_1e-2: skipped" not in out
     assert files_in(kept) == before
+
+
+@pytest.mark.slow  # one training process
+def test_reproduce_trains_a_variant_again_and_compares_it_with_the_committed_result(swept, capsys, tmp_path,
+                                                                                    monkeypatch):
+    spec, runs, kept, _, _ = swept
+    monkeypatch.chdir(tmp_path)  # runs/reproduce/ is relative to the current folder
+    before = files_in(runs), files_in(kept)
+    code, out, err = run_cli(capsys, "sweep", spec, "--experiments", kept.parent, "--reproduce", "lr_3e-3")
+    assert code == 0, err
+    assert "lr_3e-3: committed" in out and ": reproduced" in out, out
+    assert (tmp_path / "runs" / "reproduce" / "lr" / "lr_3e-3" / "eval.json").is_file()
+    assert (files_in(runs), files_in(kept)) == before  # the sweep's runs and the committed results untouched
+    # a committed result that the run does not reproduce: exit status 1 (the finished re-run is reused)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(kept, tampered / "lr")
+    record_path = tampered / "lr" / "lr_3e-3" / "eval.json"
+    record = json.loads(record_path.read_text())
+    record["bits_per_byte"] += 0.05
+    record_path.write_text(json.dumps(record))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the finished re-run should have been reused")
+    monkeypatch.setattr(sweep.subprocess, "Popen", refuse)
+    code, out, _ = run_cli(capsys, "sweep", spec, "--experiments", tampered, "--reproduce", "lr_3e-3")
+    assert code == 1 and "(-0.0500): NOT reproduced" in out, out
+
+
+def test_reproduce_names_the_variants_a_spec_has(swept_spec_only, capsys, no_training):
+    code, _, err = run_cli(capsys, "sweep", swept_spec_only, "--reproduce", "lr_5e-3")
+    assert code == 2 and "no variant 'lr_5e-3'; it has lr_3e-3, lr_1e-2, lr_1e30" in err, err
+
+
+@pytest.fixture
+def swept_spec_only(tmp_path):
+    return write_spec(tmp_path / "lr.toml", runs=tmp_path / "runs")
 
 
 @pytest.mark.slow
