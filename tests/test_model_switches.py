@@ -409,7 +409,8 @@ def test_config_round_trips_through_toml_with_the_switches(tmp_path):
 def test_leaderboard_preset():
     config = load_config(ROOT / "configs" / "leaderboard.toml")
     owt = load_config(ROOT / "configs" / "owt.toml")
-    assert config.model == owt.model  # the owt architecture, every switch off
+    # the owt architecture with the switches that won at equal time on the CPU (writeup §7 leaderboard)
+    assert config.model == dataclasses.replace(owt.model, zero_init_proj=True)
     assert config.schedule.max_seconds == 5400 and config.schedule.max_steps >= 100_000
     assert config.optim == owt.optim and config.data == owt.data
     assert config.run.device == "auto" and config.run.compile and config.run.precision == "auto"

@@ -71,7 +71,7 @@ def test_a_data_set_folder_is_downloaded_first(tmp_path, capsys, monkeypatch):
     assert (folder / "tokens" / "valid.npy").is_file() and "data folder: data/tinystories" in out
 
 
-@pytest.mark.parametrize("preset", ["cpu", "cpu_web", "tinystories", "owt", "leaderboard"])
+@pytest.mark.parametrize("preset", ["cpu", "cpu_web", "cpu_leaderboard", "tinystories", "owt", "leaderboard"])
 def test_every_data_preset_follows_the_layout(preset):
     from cs336_basics.config import load_config
 
