@@ -591,8 +591,11 @@ def plot_curves(experiments: PathLike = "experiments", out: PathLike = "figures/
     fig, (ax_step, ax_time) = _figure(2)
     minutes = max((r.wallclock_s or 0) for r in runs) > 600
     finals = []
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"].colors if len(runs) > 10 else [f"C{i}" for i in range(10)]
     for i, r in enumerate(runs):
-        c = f"C{i % 10}"
+        c = palette[i % len(palette)]
         final = _final(r)
         for ax, x in ((ax_step, "step"), (ax_time, "wallclock_s")):
             scale = 60 if x == "wallclock_s" and minutes else 1

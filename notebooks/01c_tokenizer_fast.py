@@ -853,8 +853,8 @@ print(len(pieces_web), "tokens with the web tokenizer:    ", pieces_web[:40])
 # **(c) Throughput**, single process, fresh tokenizer (its cache fills during the pass), in wall
 # time and per CPU-second (what one core does when it is not shared), then `tokenize_file` over the
 # whole files with every CPU (the `cs336 tokenize` code path).
-# **(d)** The ids go to `tokens/{train,valid}.npy` beside each tokenizer (`runs/bpe/english-10k/tokens/`;
-# the presets' own token files are made by `cs336 prepare`, in `data/<corpus>/tokens/`) as uint16: both
+# **(d)** The ids go to `{train,valid}.npy` in a folder beside each tokenizer (`runs/bpe/english-10k.tokens/`:
+# not inside it, since a tokenizer folder is written and replaced as a whole; the presets' own token files are made by `cs336 prepare`, in `data/<corpus>/tokens/`) as uint16: both
 # vocabularies are below 65,536, so every id fits in two bytes, half of int32's space and memory bandwidth.
 
 # %%
@@ -866,7 +866,8 @@ for name in tokenizers:
     print(f"{name:8s} encode, 1 process, fresh: {mb / wall:5.2f} MB/s wall, {mb / cpu:5.2f} MB/s per CPU-second"
           f" -> the Pile (825 GB) in {825e3 / (mb / cpu) / 3600:.0f} core-hours")
 
-token_dirs = {name: (tokenizer_dirs[name] if HAVE_SHARED else work / name) / "tokens" for name in tokenizers}
+token_dirs = {name: (tokenizer_dirs[name].with_name(tokenizer_dirs[name].name + ".tokens") if HAVE_SHARED
+                     else work / name / "tokens") for name in tokenizers}
 throughput = {}
 for name, tok in tokenizers.items():
     for split in ("train", "valid"):
