@@ -413,7 +413,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 with autocast():
                     out = model(x, return_hidden=chunked_loss)  # hidden states or logits
                 if chunked_loss:
-                    loss = linear_cross_entropy(out, raw_model.lm_head.weight, y, r.loss_chunk_rows, m.logit_softcap)
+                    loss = linear_cross_entropy(out, raw_model.lm_head.weight, y, r.loss_chunk_rows, m.logit_softcap,
+                                                amp_dtype)  # its matmuls in bf16 too, under bf16
                 else:
                     loss = loss_fn(out, y)
                 optimizer.zero_grad(set_to_none=True)

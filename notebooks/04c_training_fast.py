@@ -209,15 +209,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int,
-                cap: float) -> torch.Tensor:
+                cap: float, matmul_dtype: torch.dtype) -> torch.Tensor:
         n = hidden.shape[0]
         want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_hidden = torch.empty_like(hidden) if want_grad else None
         grad_weight = torch.zeros_like(weight) if want_grad else None
         total = hidden.new_zeros(())
+        hidden_mm, weight_mm = hidden.to(matmul_dtype), weight.to(matmul_dtype)  # no copy when equal
         for start in range(0, n, rows):
-            h, t = hidden[start:start + rows], targets[start:start + rows]
-            logits = h @ weight.T  # (rows, vocab), small enough to stay in cache
+            h, t = hidden_mm[start:start + rows], targets[start:start + rows]
+            logits = (h @ weight_mm.T).to(hidden.dtype)  # (rows, vocab), small enough to stay in cache
             if cap:  # logits = cap tanh(z / cap); keep tanh for the chain rule's d/dz = 1 - tanh^2
                 tanh = logits.div_(cap).tanh_()
                 logits = tanh * cap
@@ -231,8 +232,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 probs.scatter_add_(1, t.unsqueeze(1), probs.new_full((len(t), 1), -1.0))
                 if cap:
                     probs.mul_(tanh.square_().neg_().add_(1))
-                torch.mm(probs, weight, out=grad_hidden[start:start + rows])
-                grad_weight.addmm_(probs.T, h)
+                if matmul_dtype == hidden.dtype:  # straight into the gradient buffers
+                    torch.mm(probs, weight, out=grad_hidden[start:start + rows])
+                    grad_weight.addmm_(probs.T, h)
+                else:  # low-precision products, summed in the higher precision
+                    probs_mm = probs.to(matmul_dtype)
+                    grad_hidden[start:start + rows] = probs_mm @ weight_mm
+                    grad_weight += probs_mm.T @ h
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.n = n
         return total / n
@@ -242,12 +248,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_hidden, grad_weight = ctx.saved_tensors
         scale = grad / ctx.n
         return (grad_hidden * scale if ctx.needs_input_grad[0] else None,
-                grad_weight * scale if ctx.needs_input_grad[1] else None, None, None, None)
+                grad_weight * scale if ctx.needs_input_grad[1] else None, None, None, None, None)
 
 
 @torch.compiler.disable  # eager on purpose: a compiled version measured no faster (the matmuls dominate)
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         rows_per_chunk: int = 128, softcap: float = 0.0) -> torch.Tensor:
+                         rows_per_chunk: int = 128, softcap: float = 0.0,
+                         matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``cross_entropy(hidden @ weight.T, targets)`` without ever holding all the logits.
 
     ``softcap > 0``: the loss of the capped logits ``softcap * tanh(hidden @ weight.T / softcap)``,
@@ -257,7 +264,10 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     Works through ``rows_per_chunk`` positions at a time and computes the gradients of hidden and
     weight during the forward pass (the loss's gradient is known in closed form), so the backward
     pass is a multiplication. Computed in float32 (half-precision inputs are upcast, autocast is
-    off inside). ``hidden`` and ``weight`` must be on the same device.
+    off inside). ``matmul_dtype=torch.bfloat16`` runs the three matmuls (logits, and the gradients of
+    hidden and weight) in bf16, as autocast runs every other Linear, and keeps the softmax, the sums
+    and the gradient buffers in float32: 2-3x faster matmuls on a CPU or GPU with native bf16.
+    ``hidden`` and ``weight`` must be on the same device.
 
         >>> h, w, t = torch.randn(2, 5, 4), torch.randn(7, 4), torch.randint(0, 7, (2, 5))
         >>> torch.allclose(linear_cross_entropy(h, w, t, 3), cross_entropy(h @ w.T, t))
@@ -277,7 +287,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     dtype = torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)
     with torch.autocast(hidden.device.type, enabled=False):
         return _LinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]).to(dtype), weight.to(dtype),
-                                         targets.reshape(-1).long(), rows_per_chunk, float(softcap))
+                                         targets.reshape(-1).long(), rows_per_chunk, float(softcap),
+                                         matmul_dtype or dtype)
 
 
 # %% [markdown]

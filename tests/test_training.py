@@ -120,6 +120,31 @@ def test_linear_cross_entropy_without_grads_dtypes_and_errors():
         linear_cross_entropy(hidden, weight, targets, 0)
 
 
+@pytest.mark.parametrize("softcap", [0.0, 5.0])
+def test_linear_cross_entropy_bf16_matmuls_match_autocast(softcap):
+    # matmul_dtype=bf16 is what autocast does to an unchunked output layer: bf16 logits, float32 loss
+    torch.manual_seed(0)
+    hidden = torch.randn(4, 64, 32, requires_grad=True)
+    weight = (0.3 * torch.randn(200, 32)).requires_grad_()
+    targets = torch.randint(0, 200, (4, 64))
+    ours = linear_cross_entropy(hidden, weight, targets, 48, softcap, matmul_dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = hidden @ weight.T
+    assert logits.dtype == torch.bfloat16
+    logits = logits.float()
+    if softcap:
+        logits = softcap * torch.tanh(logits / softcap)
+    ref = F.cross_entropy(logits.reshape(-1, 200), targets.reshape(-1))
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    full = linear_cross_entropy(hidden, weight, targets, 48, softcap)
+    assert ours.item() != full.item()  # the products really were bf16
+    grads = torch.autograd.grad(ours, (hidden, weight))
+    grads_ref = torch.autograd.grad(ref, (hidden, weight))
+    for g, g_ref in zip(grads, grads_ref):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, g_ref, rtol=0.02, atol=2e-4)
+
+
 def test_perplexity_is_exp_of_loss():
     assert perplexity(0.0) == 1.0
     assert perplexity(torch.tensor(math.log(123.0))) == pytest.approx(123.0)
