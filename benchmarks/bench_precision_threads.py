@@ -2,12 +2,15 @@
 
     uv run python benchmarks/bench_precision_threads.py               # 8 configurations, ~6 minutes
     uv run python benchmarks/bench_precision_threads.py --steps 60 --only bf16
+    uv run python benchmarks/bench_precision_threads.py --threads 2 --only bf16 --fp32-output-layer
 
 Why: at one thread per run bf16 made 1.49x float32's steps in 855 s, at two threads (compiled) only
 0.87x (experiments/leaderboard/). Each configuration runs train() in a fresh subprocess (its own
 thread count, its own compile caches) on random tokens and reports the median step time of the
 steps after warm-up, timed around the whole step (forward, loss, backward, clip, AdamW, weight
 average). Run it on an otherwise idle machine: two OpenMP threads collapse next to any other job.
+--fp32-output-layer adds, for bf16, the step as it was before commit c082486: the chunked output
+layer and loss (nn_utils.linear_cross_entropy) with float32 matmuls under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -25,14 +28,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def one(precision: str, threads: int, compiled: bool, steps: int, extra: list[str]) -> dict:
+def one(precision: str, threads: int, compiled: bool, steps: int, extra: list[str], fp32_output: bool) -> dict:
     """Runs in the child: trains `steps` steps and returns the per-step times seen by the metrics log."""
     import numpy as np
     import torch
 
+    from cs336_basics import train as train_module
     from cs336_basics.config import load_config
     from cs336_basics.runs import RunFolder
     from cs336_basics.train import train
+
+    if fp32_output:  # the loop passes the autocast dtype as matmul_dtype; drop it
+        chunked = train_module.linear_cross_entropy
+        train_module.linear_cross_entropy = lambda h, w, t, rows, cap, _dtype=None: chunked(h, w, t, rows, cap)
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,11 +67,13 @@ def main():
     parser.add_argument("--only", choices=["fp32", "bf16"], help="one precision only")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
+    parser.add_argument("--fp32-output-layer", action="store_true",
+                        help="also time bf16 with the output layer's matmuls in float32 (before c082486)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        precision, threads, compiled = args.child.split(",")
-        print(json.dumps(one(precision, int(threads), compiled == "1", args.steps, args.overrides)))
+        precision, threads, compiled, fp32_output = args.child.split(",")
+        print(json.dumps(one(precision, int(threads), compiled == "1", args.steps, args.overrides, fp32_output == "1")))
         return
     precisions = [args.only] if args.only else ["fp32", "bf16"]
     print(f"cpu preset (d_model 192, 4 layers, batch 8 x 256), {args.steps} steps each; "
@@ -71,9 +81,15 @@ def main():
     if args.overrides:
         print("overrides:", " ".join(args.overrides))
     print(f"{'precision':<10}{'threads':>8}{'mode':>10}{'median ms':>11}{'p10 ms':>9}{'tokens/s':>10}")
-    for compiled, threads, precision in itertools.product([False, True], args.threads, precisions):
-        cmd = [sys.executable, __file__, "--child", f"{precision},{threads},{int(compiled)}",
+    output_layers = [False, True] if args.fp32_output_layer else [False]
+    for compiled, threads, precision, fp32_output in itertools.product([False, True], args.threads, precisions,
+                                                                       output_layers):
+        if fp32_output and precision == "fp32":
+            continue
+        cmd = [sys.executable, __file__, "--child", f"{precision},{threads},{int(compiled)},{int(fp32_output)}",
                "--steps", str(args.steps)] + [f"--set={o}" for o in args.overrides]
+        if fp32_output:
+            precision = "bf16*"  # (* the output layer in float32)
         t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:

@@ -79,8 +79,9 @@ def parameter_counts(config: dict) -> dict:
     """Trainable parameters per component, for one layer and in total.
 
     Keys: ``embedding``, ``attn_q``/``attn_k``/``attn_v``/``attn_o``, ``ffn_w1``/``ffn_w2``/``ffn_w3``,
-    ``norms`` (ln1 + ln2, + the q/k gains with ``qk_norm``) — these per layer —, ``final_norm``,
-    ``lm_head`` (0 when tied), ``per_layer`` and ``total``.
+    ``norms`` (ln1 + ln2, + the q/k gains with ``qk_norm``), ``value_scale`` (1 with ``value_embedding``)
+    — these per layer —, ``final_norm``, ``lm_head`` (0 when tied), ``value_embedding`` (its table, or 0),
+    ``per_layer`` and ``total``.
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> c = parameter_counts(cfg); c["per_layer"], c["total"]
@@ -95,13 +96,14 @@ def parameter_counts(config: dict) -> dict:
         "attn_q": d * d, "attn_k": d * d, "attn_v": d * d, "attn_o": d * d,
         "ffn_w1": d * f, "ffn_w2": f * d, "ffn_w3": d * f if cfg["ffn"] == "swiglu" else 0,
         "norms": (2 * d if has_norm else 0) + (2 * d // cfg["num_heads"] if cfg["qk_norm"] else 0),
+        "value_scale": 1 if cfg["value_embedding"] else 0,
     }
     # pre-norm ends with a final RMSNorm; post-norm blocks already end normalized, so it has none
     counts = {"embedding": v * d, **layer, "final_norm": d if cfg["norm"] == "pre" else 0,
-              "lm_head": 0 if cfg["tie_embeddings"] else v * d}
+              "lm_head": 0 if cfg["tie_embeddings"] else v * d, "value_embedding": v * d if cfg["value_embedding"] else 0}
     counts["per_layer"] = sum(layer.values())
     counts["total"] = counts["embedding"] + cfg["num_layers"] * counts["per_layer"] + counts["final_norm"] \
-        + counts["lm_head"]
+        + counts["lm_head"] + counts["value_embedding"]
     return counts
 
 

@@ -103,6 +103,7 @@ class ModelConfig:
     qk_norm: bool = False         # RMSNorm on each head's queries and keys
     logit_softcap: float = 0.0    # > 0: logits = cap * tanh(logits / cap)
     zero_init_proj: bool = False  # attention and FFN output projections start at zero
+    value_embedding: bool = False  # a second token embedding, added (scaled) to every layer's values
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -142,7 +143,8 @@ class TransformerLM(nn.Module):
     State-dict keys are the assignment's: token_embeddings.weight, layers.{i}.attn.{q,k,v,output}_proj.weight,
     layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
     lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu"|"relu2";
-    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj (see ``ModelConfig``).
+    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj, value_embedding (see ``ModelConfig``);
+    the last adds value_embeddings.weight (vocab, d_model) and layers.{i}.attn.value_scale.
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
@@ -150,11 +152,12 @@ class TransformerLM(nn.Module):
                  norm: Norm = ModelConfig.norm, positional: Positional = ModelConfig.positional,
                  ffn: FFN = ModelConfig.ffn, tie_embeddings: bool = ModelConfig.tie_embeddings,
                  qk_norm: bool = ModelConfig.qk_norm, logit_softcap: float = ModelConfig.logit_softcap,
-                 zero_init_proj: bool = ModelConfig.zero_init_proj, device=None, dtype=None):
+                 zero_init_proj: bool = ModelConfig.zero_init_proj,
+                 value_embedding: bool = ModelConfig.value_embedding, device=None, dtype=None):
         super().__init__()
         settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
                                positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
-                               bool(zero_init_proj)).check()
+                               bool(zero_init_proj), bool(value_embedding)).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
@@ -164,13 +167,15 @@ class TransformerLM(nn.Module):
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
                              positional=positional, ffn=ffn, qk_norm=qk_norm, zero_init_proj=zero_init_proj,
-                             device=device, dtype=dtype)
+                             value_embedding=value_embedding, device=device, dtype=dtype)
             for _ in range(num_layers)
         )
         self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None
         self.lm_head = Linear(d_model, vocab_size, device=device, dtype=dtype)
         if tie_embeddings:
             self.token_embeddings.weight = self.lm_head.weight  # one matrix, Linear's init (see above)
+        # drawn last, so that every other weight is the one the model without it draws
+        self.value_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype) if value_embedding else None
 
     @classmethod
     def from_config(cls, config: ModelConfig, *, device=None, dtype=None) -> TransformerLM:
@@ -190,8 +195,9 @@ class TransformerLM(nn.Module):
                 f"truncate it to the last {self.context_length - start} tokens or build a longer-context model"
             )
         x = self.token_embeddings(token_ids)
+        value_embeds = self.value_embeddings(token_ids) if self.value_embeddings is not None else None
         for i, layer in enumerate(self.layers):
-            x = layer(x, None, kv_cache, i)
+            x = layer(x, None, kv_cache, i, value_embeds)
         if kv_cache is not None:
             kv_cache.advance(seq)
         if self.ln_final is not None:
@@ -208,6 +214,8 @@ class TransformerLM(nn.Module):
         n = sum(p.numel() for p in params.values())
         if not include_embeddings and not self.config["tie_embeddings"]:
             n -= self.token_embeddings.weight.numel()
+        if not include_embeddings and self.value_embeddings is not None:
+            n -= self.value_embeddings.weight.numel()
         return n
 
 

@@ -228,10 +228,13 @@ class CausalMultiHeadSelfAttention(nn.Module):
     Parameters: q_proj, k_proj, v_proj (d_model -> d_model) and output_proj; d_k = d_v = d_model / num_heads.
     ``max_seq_len``/``theta`` size the RoPE tables; ``positional="none"`` disables RoPE (NoPE).
     ``qk_norm=True`` adds q_norm, k_norm: RMSNorm(d_k) on every head's queries and keys, before RoPE.
+    ``value_embedding=True`` adds value_scale (one number, 0.5 at first): forward's ``value_embeds``
+    (..., seq, d_model), a token embedding looked up by the model, times it, is added to the values.
     """
 
     def __init__(self, d_model: int, num_heads: int, max_seq_len: int | None = None, theta: float = 10000.0, *,
-                 positional: str = "rope", qk_norm: bool = False, device=None, dtype=None):
+                 positional: str = "rope", qk_norm: bool = False, value_embedding: bool = False, device=None,
+                 dtype=None):
         super().__init__()
         if num_heads <= 0 or d_model % num_heads:
             raise ValueError(
@@ -249,6 +252,7 @@ class CausalMultiHeadSelfAttention(nn.Module):
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.q_norm = RMSNorm(self.d_k, device=device, dtype=dtype) if qk_norm else None
         self.k_norm = RMSNorm(self.d_k, device=device, dtype=dtype) if qk_norm else None
+        self.value_scale = nn.Parameter(torch.full((1,), 0.5, device=device, dtype=dtype)) if value_embedding else None
         self.rope = None
         if positional == "rope":
             if max_seq_len is None:
@@ -256,11 +260,12 @@ class CausalMultiHeadSelfAttention(nn.Module):
             self.rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device)
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
-                layer: int = 0) -> torch.Tensor:
+                layer: int = 0, value_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """x (..., seq, d_model); token_positions (..., seq) default to start, start+1, ...
 
         ``kv_cache`` (a ``model.KVCache``): attend to its cached keys/values for ``layer`` too and
-        append this call's; positions start at ``kv_cache.length``.
+        append this call's; positions start at ``kv_cache.length``. ``value_embeds`` (..., seq,
+        d_model): needed exactly when the attention was built with ``value_embedding=True``.
         """
         *lead, seq, _ = x.shape
         h, d_k = self.num_heads, self.d_k
@@ -269,6 +274,10 @@ class CausalMultiHeadSelfAttention(nn.Module):
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         qkv = (x @ w_qkv.T).unflatten(-1, (3, h, d_k)).movedim(-3, 0).transpose(-3, -2)
         q, k, v = qkv.unbind(0)
+        if (value_embeds is None) != (self.value_scale is None):
+            raise ValueError("value_embeds must be given exactly when the attention has value_embedding=True")
+        if value_embeds is not None:  # (before the cache: a position's value depends on its own token only)
+            v = v + self.value_scale * value_embeds.unflatten(-1, (h, d_k)).transpose(-3, -2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
@@ -299,12 +308,14 @@ class TransformerBlock(nn.Module):
 
     Sub-modules (state-dict names): ln1, attn, ln2, ffn. ``norm``: "pre" | "post" | "none";
     ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" | "relu2" (d_ff defaults to 8/3 or 4 x
-    d_model); ``qk_norm`` (see the attention); ``zero_init_proj``: attn.output_proj and ffn.w2 start at 0.
+    d_model); ``qk_norm``, ``value_embedding`` (see the attention); ``zero_init_proj``: attn.output_proj
+    and ffn.w2 start at 0.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int | None = None, max_seq_len: int | None = None,
                  theta: float = 10000.0, *, norm: Norm = "pre", positional: Positional = "rope", ffn: FFN = "swiglu",
-                 qk_norm: bool = False, zero_init_proj: bool = False, device=None, dtype=None):
+                 qk_norm: bool = False, zero_init_proj: bool = False, value_embedding: bool = False, device=None,
+                 dtype=None):
         super().__init__()
         for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS),
                                      ("ffn", ffn, FFNS)):
@@ -312,7 +323,8 @@ class TransformerBlock(nn.Module):
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.norm = norm
         self.attn = CausalMultiHeadSelfAttention(d_model, num_heads, max_seq_len, theta, positional=positional,
-                                                 qk_norm=qk_norm, device=device, dtype=dtype)
+                                                 qk_norm=qk_norm, value_embedding=value_embedding,
+                                                 device=device, dtype=dtype)
         ffn_class = {"swiglu": SwiGLU, "silu": SiLUFeedForward, "relu2": ReLU2FeedForward}[ffn]
         self.ffn = ffn_class(d_model, d_ff, device=device, dtype=dtype)
         if zero_init_proj:  # after the usual init, so every other weight draws the same random numbers
@@ -323,12 +335,12 @@ class TransformerBlock(nn.Module):
             self.ln2 = RMSNorm(d_model, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
-                layer: int = 0) -> torch.Tensor:
+                layer: int = 0, value_embeds: torch.Tensor | None = None) -> torch.Tensor:
         if self.norm == "pre":
-            x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer)
+            x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer, value_embeds)
             return x + self.ffn(self.ln2(x))
         if self.norm == "post":
-            x = self.ln1(x + self.attn(x, token_positions, kv_cache, layer))
+            x = self.ln1(x + self.attn(x, token_positions, kv_cache, layer, value_embeds))
             return self.ln2(x + self.ffn(x))
-        x = x + self.attn(x, token_positions, kv_cache, layer)
+        x = x + self.attn(x, token_positions, kv_cache, layer, value_embeds)
         return x + self.ffn(x)

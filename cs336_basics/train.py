@@ -481,7 +481,10 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
     embedding = model.token_embeddings.weight
     head = model.lm_head.weight
     tied = embedding is head
-    matrices = [p for p in model.parameters() if p.ndim >= 2 and p is not embedding and p is not head]
+    value_table = getattr(model, "value_embeddings", None)  # the value_embedding switch's lookup table
+    tables = ([] if tied else [embedding]) + ([value_table.weight] if value_table is not None else [])
+    matrices = [p for p in model.parameters()
+                if p.ndim >= 2 and p is not head and not any(p is t for t in (embedding, *tables))]
     gains = [p for p in model.parameters() if p.ndim < 2]
     groups = [
         {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
@@ -489,7 +492,7 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
         {"params": [head], "weight_decay": o.weight_decay if o.head_lr_scale == 1.0 else 0.0,
          "lr_scale": o.head_lr_scale},
     ]
-    if not tied:
+    if tables:  # the embedding tables (the token one unless tied to the head)
         embedding_decay = o.weight_decay if o.embedding_lr_scale == 1.0 else 0.0
-        groups.append({"params": [embedding], "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
+        groups.append({"params": tables, "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
     return [g for g in groups if g["params"]]

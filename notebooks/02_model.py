@@ -539,10 +539,13 @@ class CausalMultiHeadSelfAttention(nn.Module):
     Parameters: q_proj, k_proj, v_proj (d_model -> d_model) and output_proj; d_k = d_v = d_model / num_heads.
     ``max_seq_len``/``theta`` size the RoPE tables; ``positional="none"`` disables RoPE (NoPE).
     ``qk_norm=True`` adds q_norm, k_norm: RMSNorm(d_k) on every head's queries and keys, before RoPE.
+    ``value_embedding=True`` adds value_scale (one number, 0.5 at first): forward's ``value_embeds``
+    (..., seq, d_model), a token embedding looked up by the model, times it, is added to the values.
     """
 
     def __init__(self, d_model: int, num_heads: int, max_seq_len: int | None = None, theta: float = 10000.0, *,
-                 positional: str = "rope", qk_norm: bool = False, device=None, dtype=None):
+                 positional: str = "rope", qk_norm: bool = False, value_embedding: bool = False, device=None,
+                 dtype=None):
         super().__init__()
         if num_heads <= 0 or d_model % num_heads:
             raise ValueError(
@@ -560,6 +563,7 @@ class CausalMultiHeadSelfAttention(nn.Module):
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.q_norm = RMSNorm(self.d_k, device=device, dtype=dtype) if qk_norm else None
         self.k_norm = RMSNorm(self.d_k, device=device, dtype=dtype) if qk_norm else None
+        self.value_scale = nn.Parameter(torch.full((1,), 0.5, device=device, dtype=dtype)) if value_embedding else None
         self.rope = None
         if positional == "rope":
             if max_seq_len is None:
@@ -567,11 +571,12 @@ class CausalMultiHeadSelfAttention(nn.Module):
             self.rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device)
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
-                layer: int = 0) -> torch.Tensor:
+                layer: int = 0, value_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """x (..., seq, d_model); token_positions (..., seq) default to start, start+1, ...
 
         ``kv_cache`` (a ``model.KVCache``): attend to its cached keys/values for ``layer`` too and
-        append this call's; positions start at ``kv_cache.length``.
+        append this call's; positions start at ``kv_cache.length``. ``value_embeds`` (..., seq,
+        d_model): needed exactly when the attention was built with ``value_embedding=True``.
         """
         *lead, seq, _ = x.shape
         h, d_k = self.num_heads, self.d_k
@@ -580,6 +585,10 @@ class CausalMultiHeadSelfAttention(nn.Module):
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         qkv = (x @ w_qkv.T).unflatten(-1, (3, h, d_k)).movedim(-3, 0).transpose(-3, -2)
         q, k, v = qkv.unbind(0)
+        if (value_embeds is None) != (self.value_scale is None):
+            raise ValueError("value_embeds must be given exactly when the attention has value_embedding=True")
+        if value_embeds is not None:  # (before the cache: a position's value depends on its own token only)
+            v = v + self.value_scale * value_embeds.unflatten(-1, (h, d_k)).transpose(-3, -2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
@@ -648,12 +657,14 @@ class TransformerBlock(nn.Module):
 
     Sub-modules (state-dict names): ln1, attn, ln2, ffn. ``norm``: "pre" | "post" | "none";
     ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" | "relu2" (d_ff defaults to 8/3 or 4 x
-    d_model); ``qk_norm`` (see the attention); ``zero_init_proj``: attn.output_proj and ffn.w2 start at 0.
+    d_model); ``qk_norm``, ``value_embedding`` (see the attention); ``zero_init_proj``: attn.output_proj
+    and ffn.w2 start at 0.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int | None = None, max_seq_len: int | None = None,
                  theta: float = 10000.0, *, norm: Norm = "pre", positional: Positional = "rope", ffn: FFN = "swiglu",
-                 qk_norm: bool = False, zero_init_proj: bool = False, device=None, dtype=None):
+                 qk_norm: bool = False, zero_init_proj: bool = False, value_embedding: bool = False, device=None,
+                 dtype=None):
         super().__init__()
         for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS),
                                      ("ffn", ffn, FFNS)):
@@ -661,7 +672,8 @@ class TransformerBlock(nn.Module):
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.norm = norm
         self.attn = CausalMultiHeadSelfAttention(d_model, num_heads, max_seq_len, theta, positional=positional,
-                                                 qk_norm=qk_norm, device=device, dtype=dtype)
+                                                 qk_norm=qk_norm, value_embedding=value_embedding,
+                                                 device=device, dtype=dtype)
         ffn_class = {"swiglu": SwiGLU, "silu": SiLUFeedForward, "relu2": ReLU2FeedForward}[ffn]
         self.ffn = ffn_class(d_model, d_ff, device=device, dtype=dtype)
         if zero_init_proj:  # after the usual init, so every other weight draws the same random numbers
@@ -672,14 +684,14 @@ class TransformerBlock(nn.Module):
             self.ln2 = RMSNorm(d_model, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
-                layer: int = 0) -> torch.Tensor:
+                layer: int = 0, value_embeds: torch.Tensor | None = None) -> torch.Tensor:
         if self.norm == "pre":
-            x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer)
+            x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer, value_embeds)
             return x + self.ffn(self.ln2(x))
         if self.norm == "post":
-            x = self.ln1(x + self.attn(x, token_positions, kv_cache, layer))
+            x = self.ln1(x + self.attn(x, token_positions, kv_cache, layer, value_embeds))
             return self.ln2(x + self.ffn(x))
-        x = x + self.attn(x, token_positions, kv_cache, layer)
+        x = x + self.attn(x, token_positions, kv_cache, layer, value_embeds)
         return x + self.ffn(x)
 
 # %%
@@ -835,6 +847,7 @@ class ModelConfig:
     qk_norm: bool = False         # RMSNorm on each head's queries and keys
     logit_softcap: float = 0.0    # > 0: logits = cap * tanh(logits / cap)
     zero_init_proj: bool = False  # attention and FFN output projections start at zero
+    value_embedding: bool = False  # a second token embedding, added (scaled) to every layer's values
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -876,7 +889,8 @@ class TransformerLM(nn.Module):
     State-dict keys are the assignment's: token_embeddings.weight, layers.{i}.attn.{q,k,v,output}_proj.weight,
     layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
     lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu"|"relu2";
-    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj (see ``ModelConfig``).
+    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj, value_embedding (see ``ModelConfig``);
+    the last adds value_embeddings.weight (vocab, d_model) and layers.{i}.attn.value_scale.
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
@@ -884,11 +898,12 @@ class TransformerLM(nn.Module):
                  norm: Norm = ModelConfig.norm, positional: Positional = ModelConfig.positional,
                  ffn: FFN = ModelConfig.ffn, tie_embeddings: bool = ModelConfig.tie_embeddings,
                  qk_norm: bool = ModelConfig.qk_norm, logit_softcap: float = ModelConfig.logit_softcap,
-                 zero_init_proj: bool = ModelConfig.zero_init_proj, device=None, dtype=None):
+                 zero_init_proj: bool = ModelConfig.zero_init_proj,
+                 value_embedding: bool = ModelConfig.value_embedding, device=None, dtype=None):
         super().__init__()
         settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
                                positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
-                               bool(zero_init_proj)).check()
+                               bool(zero_init_proj), bool(value_embedding)).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
@@ -898,13 +913,15 @@ class TransformerLM(nn.Module):
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
                              positional=positional, ffn=ffn, qk_norm=qk_norm, zero_init_proj=zero_init_proj,
-                             device=device, dtype=dtype)
+                             value_embedding=value_embedding, device=device, dtype=dtype)
             for _ in range(num_layers)
         )
         self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None
         self.lm_head = Linear(d_model, vocab_size, device=device, dtype=dtype)
         if tie_embeddings:
             self.token_embeddings.weight = self.lm_head.weight  # one matrix, Linear's init (see above)
+        # drawn last, so that every other weight is the one the model without it draws
+        self.value_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype) if value_embedding else None
 
     @classmethod
     def from_config(cls, config: ModelConfig, *, device=None, dtype=None) -> TransformerLM:
@@ -924,8 +941,9 @@ class TransformerLM(nn.Module):
                 f"truncate it to the last {self.context_length - start} tokens or build a longer-context model"
             )
         x = self.token_embeddings(token_ids)
+        value_embeds = self.value_embeddings(token_ids) if self.value_embeddings is not None else None
         for i, layer in enumerate(self.layers):
-            x = layer(x, None, kv_cache, i)
+            x = layer(x, None, kv_cache, i, value_embeds)
         if kv_cache is not None:
             kv_cache.advance(seq)
         if self.ln_final is not None:
@@ -942,6 +960,8 @@ class TransformerLM(nn.Module):
         n = sum(p.numel() for p in params.values())
         if not include_embeddings and not self.config["tie_embeddings"]:
             n -= self.token_embeddings.weight.numel()
+        if not include_embeddings and self.value_embeddings is not None:
+            n -= self.value_embeddings.weight.numel()
         return n
 
 

@@ -201,6 +201,12 @@ print(f"forward + backward on ({rows}, 4096) logits, {torch.get_num_threads()} t
 # training loop uses it when `run.loss_chunk_rows > 0`: with 128, the `cpu` preset's compiled
 # training step took 187 instead of 218 ms in `benchmarks/bench_model.py --shapes cpu --compile
 # --threads 2`, and its 15-minute run made 7% more steps.
+#
+# Under bf16 autocast the loop passes `matmul_dtype=torch.bfloat16`: the chunk's three matmuls
+# (logits, and the two gradients) run in bf16, as autocast would run an unchunked output layer,
+# while the softmax, the sums and the gradient buffers stay in float32. Before, this layer alone
+# stayed in float32 and took about 40% of a bf16 step; now the `cpu` preset's compiled bf16 step
+# at two threads takes 157 instead of 179 ms (`benchmarks/bench_precision_threads.py`, same machine).
 
 # %%
 #| export
@@ -741,7 +747,10 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
     embedding = model.token_embeddings.weight
     head = model.lm_head.weight
     tied = embedding is head
-    matrices = [p for p in model.parameters() if p.ndim >= 2 and p is not embedding and p is not head]
+    value_table = getattr(model, "value_embeddings", None)  # the value_embedding switch's lookup table
+    tables = ([] if tied else [embedding]) + ([value_table.weight] if value_table is not None else [])
+    matrices = [p for p in model.parameters()
+                if p.ndim >= 2 and p is not head and not any(p is t for t in (embedding, *tables))]
     gains = [p for p in model.parameters() if p.ndim < 2]
     groups = [
         {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
@@ -749,9 +758,9 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
         {"params": [head], "weight_decay": o.weight_decay if o.head_lr_scale == 1.0 else 0.0,
          "lr_scale": o.head_lr_scale},
     ]
-    if not tied:
+    if tables:  # the embedding tables (the token one unless tied to the head)
         embedding_decay = o.weight_decay if o.embedding_lr_scale == 1.0 else 0.0
-        groups.append({"params": [embedding], "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
+        groups.append({"params": tables, "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
     return [g for g in groups if g["params"]]
 
 

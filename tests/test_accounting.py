@@ -23,6 +23,7 @@ CONFIGS = {
     "tied": {**BASE, "tie_embeddings": True},
     "qk_norm_relu2": {**BASE, "qk_norm": True, "ffn": "relu2", "d_ff": None},  # the leaderboard switches
     "softcap_zero_init": {**BASE, "logit_softcap": 30.0, "zero_init_proj": True},
+    "value_embedding": {**BASE, "value_embedding": True},
 }
 
 
@@ -64,6 +65,9 @@ def test_parameter_counts_match_the_model(name):
     norms = sum(p.numel() for n, p in params.items()
                 if n.startswith(("layers.0.ln", "layers.0.attn.q_norm", "layers.0.attn.k_norm")))
     assert counts["norms"] == norms
+    value_scale, table = params.get("layers.0.attn.value_scale"), params.get("value_embeddings.weight")
+    assert counts["value_scale"] == (0 if value_scale is None else value_scale.numel())
+    assert counts["value_embedding"] == (0 if table is None else table.numel())
     assert counts["embedding"] == params["token_embeddings.weight"].numel()
     assert counts["lm_head"] == (params["lm_head.weight"].numel() if "lm_head.weight" in params else 0)
 

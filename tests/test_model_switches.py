@@ -1,4 +1,4 @@
-"""The leaderboard recipe's model switches: qk_norm, ffn="relu2", logit_softcap, zero_init_proj.
+"""The leaderboard recipe's model switches: qk_norm, ffn="relu2", logit_softcap, zero_init_proj, value_embedding.
 
 Each is off by default, and off is today's model (same seed, same weights, same logits); each one on
 matches an oracle built from torch.nn.functional, changes the computation, lets gradients through,
@@ -30,7 +30,7 @@ from tests.test_model import lm_oracle, rope_oracle
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "configs" / "smoke.toml"
 SIZES = dict(vocab_size=64, context_length=24, d_model=32, num_layers=2, num_heads=4)
-SWITCHES = {"qk_norm": True, "ffn": "relu2", "logit_softcap": 1.5, "zero_init_proj": True}
+SWITCHES = {"qk_norm": True, "ffn": "relu2", "logit_softcap": 1.5, "zero_init_proj": True, "value_embedding": True}
 ONE_AT_A_TIME = [{k: v} for k, v in SWITCHES.items()]
 EACH_AND_ALL = ONE_AT_A_TIME + [SWITCHES]
 
@@ -54,8 +54,9 @@ def build(seed=0, randomize=False, **kw):
 
 
 def switched_lm_oracle(w, ids, num_layers, num_heads, qk_norm=False, ffn="swiglu", logit_softcap=0.0,
-                       zero_init_proj=False):
-    """A pre-norm LM from F.* with the switches: RMSNorm on q and k per head, ReLU² MLP, softcap."""
+                       zero_init_proj=False, value_embedding=False):
+    """A pre-norm LM from F.* with the switches: RMSNorm on q and k per head, ReLU² MLP, softcap,
+    a second embedding table added (times a per-layer scale) to every layer's values."""
     x = F.embedding(ids, w["token_embeddings.weight"])
     d, h, pos = x.shape[-1], num_heads, torch.arange(ids.shape[1])
     split = lambda t: t.unflatten(-1, (h, d // h)).transpose(1, 2)
@@ -63,6 +64,8 @@ def switched_lm_oracle(w, ids, num_layers, num_heads, qk_norm=False, ffn="swiglu
         p = lambda name: w[f"layers.{i}.{name}"]
         a = F.rms_norm(x, (d,), p("ln1.weight"), eps=1e-5)
         q, k, v = (split(F.linear(a, p(f"attn.{n}_proj.weight"))) for n in "qkv")
+        if value_embedding:
+            v = v + p("attn.value_scale") * split(F.embedding(ids, w["value_embeddings.weight"]))
         if qk_norm:
             q = F.rms_norm(q, (d // h,), p("attn.q_norm.weight"), eps=1e-5)
             k = F.rms_norm(k, (d // h,), p("attn.k_norm.weight"), eps=1e-5)
@@ -105,7 +108,8 @@ def test_off_is_todays_model_exactly():
         torch.testing.assert_close(logits, lm_oracle({k: v for k, v in default.state_dict().items()}, ids, 2, 4))
 
 
-@pytest.mark.parametrize("switch", [{"qk_norm": True}, {"logit_softcap": 1.5}, {"zero_init_proj": True}], ids=str)
+@pytest.mark.parametrize("switch", [{"qk_norm": True}, {"logit_softcap": 1.5}, {"zero_init_proj": True},
+                                    {"value_embedding": True}], ids=str)
 def test_a_switch_draws_the_same_random_weights(switch):
     """The switches add no random draws: every weight they share with today's model is equal."""
     base, switched = build().state_dict(), build(**switch).state_dict()
@@ -441,3 +445,26 @@ def test_a_pipeline_run_from_before_the_switches_is_still_up_to_date(tmp_path, c
     assert err.count("skipped") == 6, err
     assert cli.main(argv + ["--set", "model.qk_norm=true"]) == 2  # a switch turned on: another model
     assert "model.qk_norm: None -> True" in capsys.readouterr().err
+
+
+def test_value_embedding_starts_from_the_table_and_its_scale():
+    """value_embedding adds one (vocab, d_model) table and one scale per layer (0.5 at first); an
+    attention needs the looked-up rows exactly when it was built with the switch."""
+    model = build(value_embedding=True)
+    assert model.value_embeddings.weight.shape == (64, 32)
+    assert all(layer.attn.value_scale.item() == 0.5 for layer in model.layers)
+    ids = torch.randint(0, 64, (2, 20))
+    with torch.no_grad():
+        before = model(ids)
+        for layer in model.layers:
+            layer.attn.value_scale.zero_()  # scale 0: the table no longer matters
+        plain = build()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items()
+                               if k in plain.state_dict()})
+        torch.testing.assert_close(model(ids), plain(ids))
+        assert not torch.allclose(before, plain(ids))
+    attn, x = model.layers[0].attn, torch.randn(2, 20, 32)
+    with pytest.raises(ValueError, match="value_embeds"):
+        attn(x)
+    with pytest.raises(ValueError, match="value_embeds"):
+        plain.layers[0].attn(x, value_embeds=x)

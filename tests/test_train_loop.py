@@ -152,10 +152,10 @@ def test_resume_from_a_checkpoint_with_other_optimizer_groups_says_so(token_file
 
 
 # ---------------------------------------------------------------- the loop
-@pytest.mark.parametrize("tie", [False, True])
-def test_optimizer_groups_cover_every_parameter_once_with_their_scales(tie):
+@pytest.mark.parametrize("tie,value_embedding", [(False, False), (True, False), (False, True), (True, True)])
+def test_optimizer_groups_cover_every_parameter_once_with_their_scales(tie, value_embedding):
     model = TransformerLM(vocab_size=64, context_length=8, d_model=16, num_layers=2, num_heads=2, d_ff=32,
-                          tie_embeddings=tie)
+                          tie_embeddings=tie, value_embedding=value_embedding)
     optim = load_config(SMOKE, ["optim.embedding_lr_scale=30", "optim.head_lr_scale=2", "optim.weight_decay=0.1"]).optim
     groups = optimizer_groups(model, optim)
     ids = [id(p) for g in groups for p in g["params"]]
@@ -165,6 +165,10 @@ def test_optimizer_groups_cover_every_parameter_once_with_their_scales(tie):
     assert head["lr_scale"] == 2 and head["weight_decay"] == 0.0  # scaled-up rate: no decay
     embedding = by_param[id(model.token_embeddings.weight)]
     assert embedding is head if tie else (embedding["lr_scale"] == 30 and embedding["weight_decay"] == 0.0)
+    if value_embedding:  # a lookup table like the token embedding: its rate, no decay; its scales are gains
+        table = by_param[id(model.value_embeddings.weight)]
+        assert table["lr_scale"] == 30 and table["weight_decay"] == 0.0
+        assert by_param[id(model.layers[1].attn.value_scale)]["weight_decay"] == 0.0
     gain = by_param[id(model.ln_final.weight)]
     assert gain["lr_scale"] == 1 and gain["weight_decay"] == 0.0
     hidden = by_param[id(model.layers[0].attn.q_proj.weight)]
