@@ -483,7 +483,7 @@ assert torch.allclose(full, incremental, atol=1e-5)
 # ## The leaderboard recipe's switches
 #
 # The leaderboard asks for the lowest loss in a fixed training time, so a step that learns more is
-# worth as much as a cheaper one. Recent speed-run recipes make four changes for that; they are
+# worth as much as a cheaper one. Recent speed-run recipes make five changes for that; they are
 # built into notebook 02's classes, each off by default, and then the model is exactly notebook
 # 02's.
 # * `qk_norm=True`: RMSNorm (a learned gain per head dimension) on each head's queries and keys, before
@@ -496,14 +496,20 @@ assert torch.allclose(full, incremental, atol=1e-5)
 #   sampling) and the chunked training loss `linear_cross_entropy` both apply it.
 # * `zero_init_proj=True`: the attention and FFN output projections start at zero, so each block
 #   starts as the identity and grows in, instead of adding noise to the residual stream.
+# * `value_embedding=True`: a second token-embedding table whose row for each token is added,
+#   times a learned scale per layer (0.5 at first), to that token's attention values in every
+#   layer (modded-nanoGPT's value embeddings). The values get the token's identity straight from
+#   the input, a cheap lookup that costs no matmul FLOPs; it adds `vocab × d_model` parameters.
 #
 # Checks: the KV cache still decodes exactly, every weight gets a gradient, softcapped logits are
-# $c\tanh(\cdot/c)$ of the same weights' logits, zero-initialised blocks start as the identity.
+# $c\tanh(\cdot/c)$ of the same weights' logits, zero-initialised blocks start as the identity,
+# and value embeddings with every scale at 0 give the plain model's logits.
 # Whether they help at equal training time is for the CPU ablations (notebook 06).
 
 # %%
 kw = dict(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
-for switch in ({"qk_norm": True}, {"ffn": "relu2"}, {"logit_softcap": 2.0}, {"zero_init_proj": True}):
+for switch in ({"qk_norm": True}, {"ffn": "relu2"}, {"logit_softcap": 2.0}, {"zero_init_proj": True},
+               {"value_embedding": True}):
     m = TransformerLM(**kw, **switch)
     logits, cache = m(ids), m.new_kv_cache()
     with torch.no_grad():
@@ -515,6 +521,12 @@ capped, m = TransformerLM(**kw, logit_softcap=2.0), TransformerLM(**kw, zero_ini
 capped.load_state_dict(model.state_dict())
 identity = F.linear(F.rms_norm(m.token_embeddings(ids), (64,), m.ln_final.weight, eps=1e-5), m.lm_head.weight)
 assert torch.allclose(capped(ids), 2 * torch.tanh(model(ids) / 2), atol=1e-6) and torch.allclose(m(ids), identity, atol=1e-5)
+valued = TransformerLM(**kw, value_embedding=True)
+valued.load_state_dict(model.state_dict(), strict=False)  # model's weights; the table and scales stay new
+with torch.no_grad():
+    for layer in valued.layers:
+        layer.attn.value_scale.zero_()
+assert torch.allclose(valued(ids), model(ids), atol=1e-6)
 
 
 # %% [markdown]

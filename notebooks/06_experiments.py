@@ -461,12 +461,14 @@ table("main_experiment")
 # 1. **Screening** (`leaderboard_screen`): 400 s runs, one thread each, two side by side: the
 #    learning rate of the `cpu` recipe retuned for the web data in float32, then bf16 autocast,
 #    then one modification at a time on top of it (QK-norm, a ReLU² FFN, a logit soft-cap,
-#    zero-initialised output projections, a wider model). What wins at equal time is kept.
+#    zero-initialised output projections, a wider model, value embeddings). What wins at equal time
+#    is kept.
 # 2. **The head-to-head** (`leaderboard`): the recipe with the winners
 #    (`configs/cpu_leaderboard.toml`) against the `cpu` recipe, each at its two best rates, for the
 #    full 855 s, every leaderboard run side by side with a `cpu`-recipe run.
 # 3. **English** (`leaderboard_english`): the same recipe on the English stand-in, trained as the
-#    `cpu` preset is (two threads, alone on the machine), against the preset's 1.548–1.553 bits per byte.
+#    `cpu` preset is (two threads, alone on the machine), against the preset itself on the same
+#    clock in the same session; the goal is at most 1.50 bits per byte.
 
 # %%
 # NBVAL_SKIP
@@ -491,16 +493,22 @@ if SCALE == "cpu":
 show("leaderboard")
 table("leaderboard")
 
+# %%
+show("leaderboard_english")
+table("leaderboard_english")
+
 # %% [markdown]
 # **Answer.** At cpu scale, half done. On the web stand-in, in the `cpu` preset's 855 s at one thread
 # per run, the leaderboard recipe (`configs/cpu_leaderboard.toml`: bf16 autocast, zero-initialised
-# output projections, lr 3.5e-3) scores 1.879 bits per byte against the `cpu` recipe's 1.984 at its
-# retuned rate 2.5e-3. Most of the gain is bf16's 1.5x steps. The screening kept only bf16, the
-# zero-initialised projections (0.02 better, two seeds) and a lower rate. QK-norm, ReLU², the
-# soft-cap and a wider model lost. On the English stand-in at two threads (as the `cpu` preset trains) the recipe
-# misses the goal of 1.50: 1.561 against the preset's 1.548. At two threads bf16 made fewer steps
-# than float32 (3,900 against 4,500), so its advantage holds at one thread per run only. No GPU run:
-# no GPU was available (writeup §7).
+# output projections, value embeddings, lr 3.5e-3) scores 1.822 bits per byte against the `cpu`
+# recipe's 2.000 at its retuned rate 2.5e-3, side by side in one session (an earlier session,
+# without value embeddings: 1.879 against 1.984). Most of the gain is bf16's extra steps. The
+# screening kept bf16, the zero-initialised projections (0.02 better, two seeds), a lower rate and
+# value embeddings (0.011 better at equal time despite 12% fewer steps). QK-norm, ReLU², the
+# soft-cap and a wider model lost. On the English stand-in at two threads (as the `cpu` preset
+# trains) the recipe scores 1.544 against the preset's 1.594 on the same clock in the same session,
+# but misses the goal of 1.50, which was set against the 1.548 the preset made on a machine with
+# faster float32 matmuls. No GPU run: no GPU was available (writeup §7).
 #
 # ## What this leaves
 #

@@ -18,9 +18,10 @@ def flat(config) -> dict:
 def test_the_cpu_leaderboard_preset_is_cpu_web_with_the_kept_changes():
     web, leaderboard = flat(load_config(REPO / "configs" / "cpu_web.toml")), flat(load_config(REPO / "configs" / "cpu_leaderboard.toml"))
     changed = {key for key in web if web[key] != leaderboard[key]}
-    assert changed == {"run.precision", "model.zero_init_proj", "optim.lr", "schedule.max_seconds", "run.out_dir",
-                       "run.num_threads"}
-    assert (leaderboard["run.precision"], leaderboard["model.zero_init_proj"]) == ("bf16", True)
+    assert changed == {"run.precision", "model.zero_init_proj", "model.value_embedding", "optim.lr",
+                       "schedule.max_seconds", "run.out_dir", "run.num_threads"}
+    assert (leaderboard["run.precision"], leaderboard["model.zero_init_proj"], leaderboard["model.value_embedding"]) \
+        == ("bf16", True, True)
     assert leaderboard["schedule.max_seconds"] == 855  # the cpu preset's train time
 
 
@@ -33,4 +34,4 @@ def test_the_head_to_head_ran_the_preset_against_the_cpu_recipe():
     assert any({k: v for k, v in r.items() if k not in how} == {k: v for k, v in preset.items() if k not in how}
                for r in ran)
     baselines = [r for r in ran if r["run.precision"] == "fp32" and not r["model.zero_init_proj"]]
-    assert len(baselines) >= 2 and len({r["optim.lr"] for r in baselines}) == len(baselines)  # its rate retuned
+    assert len({r["optim.lr"] for r in baselines}) >= 2  # its rate retuned (a rate may run again, in a later session)

@@ -364,10 +364,10 @@ def test_chunked_loss_trains_like_the_whole_logits_loss_with_softcap(token_files
 
 def _strip_new_keys(run_dir: Path, checkpoint: bool = True) -> None:
     """Make a run folder look written before the switches existed: no new keys in config.toml or the checkpoint."""
-    new = ("qk_norm", "logit_softcap", "zero_init_proj")
+    new = ("qk_norm", "logit_softcap", "zero_init_proj", "value_embedding")
     text = (run_dir / "config.toml").read_text()
     kept = [line for line in text.splitlines() if not line.split("=")[0].strip() in new]
-    assert len(kept) == len(text.splitlines()) - 3
+    assert len(kept) == len(text.splitlines()) - len(new)
     (run_dir / "config.toml").write_text("\n".join(kept) + "\n")
     if not checkpoint:
         return
@@ -390,7 +390,8 @@ def test_a_checkpoint_from_before_the_switches_loads_and_resumes(token_files, tm
     with torch.no_grad():
         assert torch.equal(model(ids), before(ids))
     # an old model.config dict (no new keys) rebuilds the same model
-    old_kwargs = {k: v for k, v in before.config.items() if k not in ("qk_norm", "logit_softcap", "zero_init_proj")}
+    old_kwargs = {k: v for k, v in before.config.items()
+                  if k not in ("qk_norm", "logit_softcap", "zero_init_proj", "value_embedding")}
     twin = TransformerLM(**old_kwargs)
     twin.load_state_dict(read_checkpoint(run_dir / "checkpoints" / "latest.pt")["model"])
     assert twin.config == before.config
@@ -414,12 +415,12 @@ def test_leaderboard_preset():
     config = load_config(ROOT / "configs" / "leaderboard.toml")
     owt = load_config(ROOT / "configs" / "owt.toml")
     # the owt architecture with the switches that won at equal time on the CPU (writeup §7 leaderboard)
-    assert config.model == dataclasses.replace(owt.model, zero_init_proj=True)
+    assert config.model == dataclasses.replace(owt.model, zero_init_proj=True, value_embedding=True)
     assert config.schedule.max_seconds == 5400 and config.schedule.max_steps >= 100_000
     assert config.optim == owt.optim and config.data == owt.data
     assert config.run.device == "auto" and config.run.compile and config.run.precision == "auto"
     text = (ROOT / "configs" / "leaderboard.toml").read_text()
-    for key in ("qk_norm", "logit_softcap", "zero_init_proj", "ffn"):
+    for key in ("qk_norm", "logit_softcap", "zero_init_proj", "ffn", "value_embedding"):
         assert f"\n{key} = " in text  # listed, so they can be switched on
     assert "equal training time" in text
     assert math.isclose(config.schedule.warmup_steps / config.schedule.max_steps,
@@ -437,7 +438,7 @@ def test_a_pipeline_run_from_before_the_switches_is_still_up_to_date(tmp_path, c
     capsys.readouterr()
     _strip_new_keys(out, checkpoint=False)  # (rewriting it would make it another file than the one recorded)
     stages = json.loads((out / "stages.json").read_text())
-    for key in ("model.qk_norm", "model.logit_softcap", "model.zero_init_proj"):
+    for key in ("model.qk_norm", "model.logit_softcap", "model.zero_init_proj", "model.value_embedding"):
         del stages["train"]["options"][key]
     (out / "stages.json").write_text(json.dumps(stages))
     assert cli.main(argv) == 0  # the same command: every stage up to date (the new switches are off)
