@@ -483,8 +483,7 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
     tied = embedding is head
     value_table = getattr(model, "value_embeddings", None)  # the value_embedding switch's lookup table
     tables = ([] if tied else [embedding]) + ([value_table.weight] if value_table is not None else [])
-    matrices = [p for p in model.parameters()
-                if p.ndim >= 2 and p is not head and not any(p is t for t in (embedding, *tables))]
+    matrices = [p for p in model.parameters() if p.ndim >= 2 and all(p is not t for t in (head, *tables))]
     gains = [p for p in model.parameters() if p.ndim < 2]
     groups = [
         {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
