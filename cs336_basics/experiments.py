@@ -724,6 +724,20 @@ are the losses logged during training.
 """
 
 
+def _from_project_root(path: PathLike) -> str:
+    """``path`` as the README's commands name it: relative to the project folder above it (the one with
+    pyproject.toml), wherever the log is written from; as given when no such folder is above it.
+
+    >>> _from_project_root("experiments/learning_rate.toml")  # (the doctest runs in the project folder)
+    'experiments/learning_rate.toml'
+    """
+    full = Path(path).resolve()
+    for folder in full.parents:
+        if (folder / "pyproject.toml").is_file():
+            return full.relative_to(folder).as_posix()
+    return Path(path).as_posix()
+
+
 def format_log(experiments: PathLike = "experiments", figures: PathLike = "figures",
                log_dir: PathLike | None = None) -> str:
     """The experiment log (Markdown); figure links relative to ``log_dir`` (default: ``experiments``)."""
@@ -737,9 +751,9 @@ def format_log(experiments: PathLike = "experiments", figures: PathLike = "figur
         parts.append(f"## {group}" + (f" ({problems})" if problems and problems != group else ""))
         questions = list(dict.fromkeys(s.question for s in group_specs if s.question))
         parts.append("**Question.** " + (" ".join(questions) if questions else "(no `question` in its spec)"))
-        elsewhere = "" if Path(experiments) == Path("experiments") else \
-            f" --experiments {Path(experiments).as_posix()}"
-        commands = [f"`uv run cs336 sweep {s.path.as_posix()}{elsewhere}`" for s in group_specs]
+        folder = _from_project_root(experiments)
+        elsewhere = "" if folder == "experiments" else f" --experiments {folder}"
+        commands = [f"`uv run cs336 sweep {_from_project_root(s.path)}{elsewhere}`" for s in group_specs]
         parts.append("**Command.** " + (", ".join(commands) if commands else "(no spec in experiments/)"))
         for s in group_specs:
             common = ", ".join(f"`{o}`" for o in s.common) or "none"
