@@ -206,8 +206,8 @@ print(f"forward + backward on ({rows}, 4096) logits, {torch.get_num_threads()} t
 # (logits, and the two gradients) run in bf16, as autocast would run an unchunked output layer,
 # while the softmax, the sums and the gradient buffers stay in float32. Before, this layer alone
 # stayed in float32 and took about 40% of a bf16 step; now the `cpu` preset's compiled bf16 step
-# at two threads takes 149 instead of 185 ms (float32: 284 ms; `uv run python
-# benchmarks/bench_precision_threads.py --threads 2 --fp32-output-layer`, one run, `benchmarks/RESULTS.md`).
+# at two threads takes 160 instead of 193 ms (float32: 284 ms; `uv run python
+# benchmarks/bench_precision_threads.py --fp32-output-layer`, one run, `benchmarks/RESULTS.md`).
 
 # %%
 #| export
