@@ -4,12 +4,13 @@
     uv run python benchmarks/bench_precision_threads.py --steps 60 --only bf16
     uv run python benchmarks/bench_precision_threads.py --threads 2 --only bf16 --fp32-output-layer
 
-Why: at one thread per run bf16 made 1.49x float32's steps in 855 s, at two threads (compiled) only
-0.87x (experiments/leaderboard/). Each configuration runs train() in a fresh subprocess (its own
+Why: an English leaderboard run in bf16 at two threads made fewer steps than the float32 preset had
+made on an earlier, faster machine, which read as "bf16 loses at two threads". Measured on one
+machine it does not (writeup §7 leaderboard). Each configuration runs train() in a fresh subprocess (its own
 thread count, its own compile caches) on random tokens and reports the median step time of the
 steps after warm-up, timed around the whole step (forward, loss, backward, clip, AdamW, weight
 average). Run it on an otherwise idle machine: two OpenMP threads collapse next to any other job.
---fp32-output-layer adds, for bf16, the step as it was before commit c082486: the chunked output
+--fp32-output-layer adds, for bf16, rows "bf16*": the step as it was before commit c082486: the chunked output
 layer and loss (nn_utils.linear_cross_entropy) with float32 matmuls under bf16 autocast.
 """
 
@@ -58,7 +59,8 @@ def one(precision: str, threads: int, compiled: bool, steps: int, extra: list[st
         rows = [json.loads(x) for x in RunFolder(run).metrics.read_text().splitlines()]
     clock = [r["wallclock_s"] for r in rows if "wallclock_s" in r and "train/loss" in r]
     per_step = sorted(b - a for a, b in zip(clock[5:], clock[6:]))  # skip compile and warm-up
-    return {"median_ms": 1e3 * per_step[len(per_step) // 2], "p10_ms": 1e3 * per_step[len(per_step) // 10]}
+    return {"median_ms": 1e3 * per_step[len(per_step) // 2], "p10_ms": 1e3 * per_step[len(per_step) // 10],
+            "tokens_per_step": cfg.data.batch_size * cfg.model.context_length}
 
 
 def main():
@@ -88,17 +90,15 @@ def main():
             continue
         cmd = [sys.executable, __file__, "--child", f"{precision},{threads},{int(compiled)},{int(fp32_output)}",
                "--steps", str(args.steps)] + [f"--set={o}" for o in args.overrides]
-        if fp32_output:
-            precision = "bf16*"  # (* the output layer in float32)
+        row = f"{precision + ('*' if fp32_output else ''):<10}{threads:>8}{'compiled' if compiled else 'eager':>10}"
         t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
-            print(f"{precision:<10}{threads:>8}{'compiled' if compiled else 'eager':>10}  failed: "
-                  f"{out.stderr.strip().splitlines()[-1]}")
+            print(f"{row}  failed: {out.stderr.strip().splitlines()[-1]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{precision:<10}{threads:>8}{'compiled' if compiled else 'eager':>10}{r['median_ms']:11.0f}"
-              f"{r['p10_ms']:9.0f}{8 * 256 / r['median_ms'] * 1e3:10.0f}   ({time.perf_counter() - t0:.0f} s)")
+        print(f"{row}{r['median_ms']:11.0f}{r['p10_ms']:9.0f}{r['tokens_per_step'] / r['median_ms'] * 1e3:10.0f}"
+              f"   ({time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":
