@@ -9,8 +9,8 @@ steps first (so that compiling is done and its caches are warm), then profiles a
 call of --steps steps and sorts the operators' own CPU time into the Linear layers' matmuls
 (aten::mm), the attention's batched matmuls (bmm, baddbmm), torch.compile's fused kernels
 (CompiledFxGraph), dtype conversions (copy_, _to_copy) and the rest. It also says how fast the
-Linear matmuls ran: 6 x (parameters of the 2-D weights other than the embedding tables) x tokens
-per step, over their time. The profiled call includes its two one-batch evaluations and re-entering
+Linear matmuls ran: their FLOPs (accounting.forward_flops without the attention's QKᵀ and AV,
+x 3 for forward and backward) over their time. The profiled call includes its two one-batch evaluations and re-entering
 the compiled graphs (the caches are warm), a few percent of the total. Run it on an idle machine.
 """
 
@@ -55,8 +55,8 @@ def main():
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from cs336_basics.accounting import forward_flops
     from cs336_basics.config import load_config
-    from cs336_basics.model import TransformerLM
     from cs336_basics.train import train
 
     torch.set_num_threads(args.threads)
@@ -95,13 +95,10 @@ def main():
     for kind, seconds in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"{kind:<44}{1e3 * seconds / args.steps:9.1f}{seconds / total:8.1%}")
 
-    model = TransformerLM(**cfg.model.as_kwargs())
-    lookups = [model.token_embeddings, getattr(model, "value_embeddings", None)]  # tables read by index, not multiplied
-    tables = {id(m.weight) for m in lookups if m is not None and m.weight is not model.lm_head.weight}
-    matmul_params = sum(p.numel() for p in model.parameters() if p.ndim == 2 and id(p) not in tables)
-    tokens = cfg.data.batch_size * cfg.model.context_length
-    flops = 6 * matmul_params * tokens * args.steps
-    print(f"\nLinear matmuls: {matmul_params / 1e6:.2f} M weights x 6 x {tokens} tokens x {args.steps} steps = "
+    forward = forward_flops(cfg.model, cfg.data.batch_size)  # the Linear layers: all but the attention's QKᵀ and AV
+    linear = 3 * (forward["total"] - forward["attn_scores"] - forward["attn_values"])
+    flops = linear * args.steps
+    print(f"\nLinear matmuls: {linear / 1e9:.2f} GFLOP a step (forward + backward) x {args.steps} steps = "
           f"{flops / 1e9:.1f} GFLOP in {by_kind[KINDS['aten::mm']]:.2f} s: "
           f"{flops / by_kind[KINDS['aten::mm']] / 1e9:.0f} GFLOP/s\n")
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=60))
