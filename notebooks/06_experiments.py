@@ -71,12 +71,11 @@ import threading
 
 from cs336_basics.sweep import SweepError, load_spec, plan_runs
 
-PREPARE = {  # the data each base preset reads, and the command that makes it (from the repository root)
-    "cpu": "uv run cs336 prepare cpu --data ../shared/data/english",
-    "cpu_web": "uv run cs336 prepare cpu_web --data ../shared/data/web",
-    "cpu_leaderboard": "uv run cs336 prepare cpu_leaderboard --data ../shared/data/web",
-    "tinystories": "uv run cs336 prepare tinystories",
-    "owt": "uv run cs336 prepare owt",
+PREPARE = {  # the data folders the presets read, and the command that makes each (from the repository root)
+    "data/english": "uv run cs336 prepare cpu --data ../shared/data/english",
+    "data/web": "uv run cs336 prepare cpu_web --data ../shared/data/web",
+    "data/tinystories": "uv run cs336 prepare tinystories",
+    "data/owt": "uv run cs336 prepare owt",
 }
 
 
@@ -91,14 +90,14 @@ def check_data(spec_path: Path, results: Path) -> tuple[int, str | None]:
         spec = load_spec(spec_path)
         todo = [p for p in plan_runs(spec, SCALE == "gpu", results) if p.state not in ("done", "kept")]
         needed = {Path(p.config.data.train_tokens) for p in todo} | {Path(p.config.data.valid_tokens) for p in todo}
+        # data/<name>/tokens/train.npy (a preset's) or data/<name>/train.npy (a spec's data folder) -> data/<name>
+        folders = {(p.parent.parent if p.parent.name == "tokens" else p.parent).as_posix() for p in needed}
         if todo and spec.valid_text is not None:
             needed.add(spec.valid_text)
         absent = sorted(str(path) for path in needed if not path.is_file())
     if not absent:
         return len(todo), None
-    make = PREPARE.get(spec.base.stem, f"uv run cs336 prepare {spec.base.stem}")
-    if spec.data is not None and spec.data.name in ("english", "web"):  # a preset run on the other stand-in
-        make = PREPARE["cpu" if spec.data.name == "english" else "cpu_web"]
+    make = "\n    ".join(PREPARE.get(folder, f"uv run cs336 prepare {spec.base.stem}") for folder in sorted(folders))
     return len(todo), (f"{spec_path.name}: {', '.join(absent)} missing. Make the data first, from {ROOT}:\n"
                        f"    {make}\n(or point `data` / `valid_text` in {spec_path.name} at a prepared folder)")
 
