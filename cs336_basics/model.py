@@ -22,7 +22,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from cs336_basics.nn import FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff
+from cs336_basics.nn import (FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff,
+                             mix_previous)
 
 __all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "softcap"]
 
@@ -40,6 +41,7 @@ class KVCache:
         self.length = 0
         self.keys: list[torch.Tensor | None] = [None] * num_layers
         self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.recent: dict[str, torch.Tensor] = {}  # the last inputs of each mix_previous, for the next call
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (batch, heads, seq, d_k) at positions length.. and return all cached so far."""
@@ -67,6 +69,7 @@ class KVCache:
     def reset(self) -> None:
         """Forget every cached position (buffers are kept for reuse)."""
         self.length = 0
+        self.recent = {}
 
     def __repr__(self) -> str:
         return f"KVCache(length={self.length}, max_len={self.max_len}, num_layers={self.num_layers})"
@@ -104,6 +107,9 @@ class ModelConfig:
     logit_softcap: float = 0.0    # > 0: logits = cap * tanh(logits / cap)
     zero_init_proj: bool = False  # attention and FFN output projections start at zero
     value_embedding: bool = False  # a second token embedding, added (scaled) to every layer's values
+    unet_skips: bool = False      # layer i's output is added (scaled) to the input of layer n-1-i
+    token_shift: bool = False     # each position's embedding gets the previous token's, times a learned gate
+    canon: bool = False           # each attention and FFN input gets the previous 3 positions', per channel
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -143,8 +149,10 @@ class TransformerLM(nn.Module):
     State-dict keys are the assignment's: token_embeddings.weight, layers.{i}.attn.{q,k,v,output}_proj.weight,
     layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
     lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu"|"relu2";
-    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj, value_embedding (see ``ModelConfig``);
-    the last adds value_embeddings.weight (vocab, d_model) and layers.{i}.attn.value_scale.
+    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj, value_embedding, unet_skips,
+    token_shift, canon (see ``ModelConfig``); value_embedding adds value_embeddings.weight (vocab, d_model)
+    and layers.{i}.attn.value_scale, unet_skips skip_weights (num_layers // 2), token_shift shift_gate
+    (d_model), canon layers.{i}.canon_attn and layers.{i}.canon_ffn (3 d_model each).
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
@@ -153,11 +161,14 @@ class TransformerLM(nn.Module):
                  ffn: FFN = ModelConfig.ffn, tie_embeddings: bool = ModelConfig.tie_embeddings,
                  qk_norm: bool = ModelConfig.qk_norm, logit_softcap: float = ModelConfig.logit_softcap,
                  zero_init_proj: bool = ModelConfig.zero_init_proj,
-                 value_embedding: bool = ModelConfig.value_embedding, device=None, dtype=None):
+                 value_embedding: bool = ModelConfig.value_embedding, unet_skips: bool = ModelConfig.unet_skips,
+                 token_shift: bool = ModelConfig.token_shift, canon: bool = ModelConfig.canon, device=None,
+                 dtype=None):
         super().__init__()
         settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
                                positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
-                               bool(zero_init_proj), bool(value_embedding)).check()
+                               bool(zero_init_proj), bool(value_embedding), bool(unet_skips), bool(token_shift),
+                               bool(canon)).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
@@ -167,7 +178,7 @@ class TransformerLM(nn.Module):
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
                              positional=positional, ffn=ffn, qk_norm=qk_norm, zero_init_proj=zero_init_proj,
-                             value_embedding=value_embedding, device=device, dtype=dtype)
+                             value_embedding=value_embedding, canon=canon, device=device, dtype=dtype)
             for _ in range(num_layers)
         )
         self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None
@@ -176,6 +187,11 @@ class TransformerLM(nn.Module):
             self.token_embeddings.weight = self.lm_head.weight  # one matrix, Linear's init (see above)
         # drawn last, so that every other weight is the one the model without it draws
         self.value_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype) if value_embedding else None
+        # unet_skips: one weight per pair (the first half's outputs feed the second half's inputs, mirrored)
+        self.skip_weights = (nn.Parameter(torch.ones(num_layers // 2, device=device, dtype=dtype))
+                             if unet_skips else None)
+        # token_shift: a gate per channel, 0 at first, so that the model starts as the one without it
+        self.shift_gate = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype)) if token_shift else None
 
     @classmethod
     def from_config(cls, config: ModelConfig, *, device=None, dtype=None) -> TransformerLM:
@@ -195,9 +211,16 @@ class TransformerLM(nn.Module):
                 f"truncate it to the last {self.context_length - start} tokens or build a longer-context model"
             )
         x = self.token_embeddings(token_ids)
+        if self.shift_gate is not None:  # token_shift: x[:, t] + shift_gate * x[:, t-1]
+            x = mix_previous(x, self.shift_gate.view(1, -1), kv_cache, "embedding")
         value_embeds = self.value_embeddings(token_ids) if self.value_embeddings is not None else None
+        skips, n = [], len(self.layers)
         for i, layer in enumerate(self.layers):
+            if self.skip_weights is not None and i >= n - len(self.skip_weights):
+                x = x + self.skip_weights[n - 1 - i] * skips.pop()
             x = layer(x, None, kv_cache, i, value_embeds)
+            if self.skip_weights is not None and i < len(self.skip_weights):
+                skips.append(x)
         if kv_cache is not None:
             kv_cache.advance(seq)
         if self.ln_final is not None:

@@ -301,6 +301,29 @@ Norm = Literal["pre", "post", "none"]     # where the RMSNorms go
 Positional = Literal["rope", "none"]      # RoPE, or no position information at all (NoPE)
 FFN = Literal["swiglu", "silu", "relu2"]  # gated SwiGLU, the plain SiLU MLP, or the ReLU² MLP
 NORMS, POSITIONALS, FFNS = typing.get_args(Norm), typing.get_args(Positional), typing.get_args(FFN)
+CANON_WIDTH = 3  # how many previous positions the canon switch mixes in
+
+
+def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str = "") -> torch.Tensor:
+    """``x[:, t] + sum_j weights[j - 1] * x[:, t - j]`` for j = 1..k: a causal depthwise convolution
+    added to x, positions before the first counting as 0. x (batch, seq, d); weights (k, d).
+
+    With a KV cache the positions before the first are the previous calls' last k, which the cache
+    keeps under ``key`` (the token_shift and canon switches use this, so decoding matches).
+
+        >>> mix_previous(torch.tensor([[[1.0], [2.0], [4.0]]]), torch.tensor([[0.5], [0.25]])).flatten()
+        tensor([1.0000, 2.5000, 5.2500])
+    """
+    k, seq = weights.shape[0], x.shape[1]
+    before = x.new_zeros((x.shape[0], k, x.shape[2]))
+    if kv_cache is not None and kv_cache.length:
+        before = kv_cache.recent[key]
+    padded = torch.cat([before, x], dim=1)  # position t of x is padded[:, k + t]
+    if kv_cache is not None:
+        kv_cache.recent[key] = padded[:, -k:]
+    for j in range(1, k + 1):
+        x = x + weights[j - 1] * padded[:, k - j : k - j + seq]
+    return x
 
 
 class TransformerBlock(nn.Module):
@@ -309,13 +332,15 @@ class TransformerBlock(nn.Module):
     Sub-modules (state-dict names): ln1, attn, ln2, ffn. ``norm``: "pre" | "post" | "none";
     ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" | "relu2" (d_ff defaults to 8/3 or 4 x
     d_model); ``qk_norm``, ``value_embedding`` (see the attention); ``zero_init_proj``: attn.output_proj
-    and ffn.w2 start at 0.
+    and ffn.w2 start at 0; ``canon``: the attention's and the FFN's inputs each get the previous
+    CANON_WIDTH positions' inputs mixed in (``mix_previous``, weights canon_attn and canon_ffn,
+    (CANON_WIDTH * d_model,) each, 0 at first).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int | None = None, max_seq_len: int | None = None,
                  theta: float = 10000.0, *, norm: Norm = "pre", positional: Positional = "rope", ffn: FFN = "swiglu",
-                 qk_norm: bool = False, zero_init_proj: bool = False, value_embedding: bool = False, device=None,
-                 dtype=None):
+                 qk_norm: bool = False, zero_init_proj: bool = False, value_embedding: bool = False,
+                 canon: bool = False, device=None, dtype=None):
         super().__init__()
         for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS),
                                      ("ffn", ffn, FFNS)):
@@ -333,14 +358,25 @@ class TransformerBlock(nn.Module):
         if norm != "none":
             self.ln1 = RMSNorm(d_model, device=device, dtype=dtype)
             self.ln2 = RMSNorm(d_model, device=device, dtype=dtype)
+        # flat (k * d_model,), viewed as (k, d_model): one number per channel and offset, trained as gains
+        self.canon_attn = nn.Parameter(torch.zeros(CANON_WIDTH * d_model, device=device, dtype=dtype)) if canon else None
+        self.canon_ffn = nn.Parameter(torch.zeros(CANON_WIDTH * d_model, device=device, dtype=dtype)) if canon else None
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
                 layer: int = 0, value_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        attn = lambda a: self.attn(self.mix(a, self.canon_attn, kv_cache, f"{layer}.attn"), token_positions,
+                                   kv_cache, layer, value_embeds)
+        ffn = lambda f: self.ffn(self.mix(f, self.canon_ffn, kv_cache, f"{layer}.ffn"))
         if self.norm == "pre":
-            x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer, value_embeds)
-            return x + self.ffn(self.ln2(x))
+            x = x + attn(self.ln1(x))
+            return x + ffn(self.ln2(x))
         if self.norm == "post":
-            x = self.ln1(x + self.attn(x, token_positions, kv_cache, layer, value_embeds))
-            return self.ln2(x + self.ffn(x))
-        x = x + self.attn(x, token_positions, kv_cache, layer, value_embeds)
-        return x + self.ffn(x)
+            x = self.ln1(x + attn(x))
+            return self.ln2(x + ffn(x))
+        x = x + attn(x)
+        return x + ffn(x)
+
+    @staticmethod
+    def mix(a: torch.Tensor, weights: torch.Tensor | None, kv_cache, key: str) -> torch.Tensor:
+        """The canon switch's mix of the previous positions into a sublayer's input (none: unchanged)."""
+        return a if weights is None else mix_previous(a, weights.view(CANON_WIDTH, -1), kv_cache, key)

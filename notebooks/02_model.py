@@ -650,6 +650,29 @@ Norm = Literal["pre", "post", "none"]     # where the RMSNorms go
 Positional = Literal["rope", "none"]      # RoPE, or no position information at all (NoPE)
 FFN = Literal["swiglu", "silu", "relu2"]  # gated SwiGLU, the plain SiLU MLP, or the ReLU² MLP
 NORMS, POSITIONALS, FFNS = typing.get_args(Norm), typing.get_args(Positional), typing.get_args(FFN)
+CANON_WIDTH = 3  # how many previous positions the canon switch mixes in
+
+
+def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str = "") -> torch.Tensor:
+    """``x[:, t] + sum_j weights[j - 1] * x[:, t - j]`` for j = 1..k: a causal depthwise convolution
+    added to x, positions before the first counting as 0. x (batch, seq, d); weights (k, d).
+
+    With a KV cache the positions before the first are the previous calls' last k, which the cache
+    keeps under ``key`` (the token_shift and canon switches use this, so decoding matches).
+
+        >>> mix_previous(torch.tensor([[[1.0], [2.0], [4.0]]]), torch.tensor([[0.5], [0.25]])).flatten()
+        tensor([1.0000, 2.5000, 5.2500])
+    """
+    k, seq = weights.shape[0], x.shape[1]
+    before = x.new_zeros((x.shape[0], k, x.shape[2]))
+    if kv_cache is not None and kv_cache.length:
+        before = kv_cache.recent[key]
+    padded = torch.cat([before, x], dim=1)  # position t of x is padded[:, k + t]
+    if kv_cache is not None:
+        kv_cache.recent[key] = padded[:, -k:]
+    for j in range(1, k + 1):
+        x = x + weights[j - 1] * padded[:, k - j : k - j + seq]
+    return x
 
 
 class TransformerBlock(nn.Module):
@@ -658,13 +681,15 @@ class TransformerBlock(nn.Module):
     Sub-modules (state-dict names): ln1, attn, ln2, ffn. ``norm``: "pre" | "post" | "none";
     ``positional``: "rope" | "none"; ``ffn``: "swiglu" | "silu" | "relu2" (d_ff defaults to 8/3 or 4 x
     d_model); ``qk_norm``, ``value_embedding`` (see the attention); ``zero_init_proj``: attn.output_proj
-    and ffn.w2 start at 0.
+    and ffn.w2 start at 0; ``canon``: the attention's and the FFN's inputs each get the previous
+    CANON_WIDTH positions' inputs mixed in (``mix_previous``, weights canon_attn and canon_ffn,
+    (CANON_WIDTH * d_model,) each, 0 at first).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int | None = None, max_seq_len: int | None = None,
                  theta: float = 10000.0, *, norm: Norm = "pre", positional: Positional = "rope", ffn: FFN = "swiglu",
-                 qk_norm: bool = False, zero_init_proj: bool = False, value_embedding: bool = False, device=None,
-                 dtype=None):
+                 qk_norm: bool = False, zero_init_proj: bool = False, value_embedding: bool = False,
+                 canon: bool = False, device=None, dtype=None):
         super().__init__()
         for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS),
                                      ("ffn", ffn, FFNS)):
@@ -682,17 +707,28 @@ class TransformerBlock(nn.Module):
         if norm != "none":
             self.ln1 = RMSNorm(d_model, device=device, dtype=dtype)
             self.ln2 = RMSNorm(d_model, device=device, dtype=dtype)
+        # flat (k * d_model,), viewed as (k, d_model): one number per channel and offset, trained as gains
+        self.canon_attn = nn.Parameter(torch.zeros(CANON_WIDTH * d_model, device=device, dtype=dtype)) if canon else None
+        self.canon_ffn = nn.Parameter(torch.zeros(CANON_WIDTH * d_model, device=device, dtype=dtype)) if canon else None
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
                 layer: int = 0, value_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        attn = lambda a: self.attn(self.mix(a, self.canon_attn, kv_cache, f"{layer}.attn"), token_positions,
+                                   kv_cache, layer, value_embeds)
+        ffn = lambda f: self.ffn(self.mix(f, self.canon_ffn, kv_cache, f"{layer}.ffn"))
         if self.norm == "pre":
-            x = x + self.attn(self.ln1(x), token_positions, kv_cache, layer, value_embeds)
-            return x + self.ffn(self.ln2(x))
+            x = x + attn(self.ln1(x))
+            return x + ffn(self.ln2(x))
         if self.norm == "post":
-            x = self.ln1(x + self.attn(x, token_positions, kv_cache, layer, value_embeds))
-            return self.ln2(x + self.ffn(x))
-        x = x + self.attn(x, token_positions, kv_cache, layer, value_embeds)
-        return x + self.ffn(x)
+            x = self.ln1(x + attn(x))
+            return self.ln2(x + ffn(x))
+        x = x + attn(x)
+        return x + ffn(x)
+
+    @staticmethod
+    def mix(a: torch.Tensor, weights: torch.Tensor | None, kv_cache, key: str) -> torch.Tensor:
+        """The canon switch's mix of the previous positions into a sublayer's input (none: unchanged)."""
+        return a if weights is None else mix_previous(a, weights.view(CANON_WIDTH, -1), kv_cache, key)
 
 # %%
 def block_oracle(x, block):
@@ -751,7 +787,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from cs336_basics.nn import FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff
+from cs336_basics.nn import (FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff,
+                             mix_previous)
 
 __all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "softcap"]
 
@@ -777,6 +814,7 @@ class KVCache:
         self.length = 0
         self.keys: list[torch.Tensor | None] = [None] * num_layers
         self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.recent: dict[str, torch.Tensor] = {}  # the last inputs of each mix_previous, for the next call
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (batch, heads, seq, d_k) at positions length.. and return all cached so far."""
@@ -804,6 +842,7 @@ class KVCache:
     def reset(self) -> None:
         """Forget every cached position (buffers are kept for reuse)."""
         self.length = 0
+        self.recent = {}
 
     def __repr__(self) -> str:
         return f"KVCache(length={self.length}, max_len={self.max_len}, num_layers={self.num_layers})"
@@ -848,6 +887,9 @@ class ModelConfig:
     logit_softcap: float = 0.0    # > 0: logits = cap * tanh(logits / cap)
     zero_init_proj: bool = False  # attention and FFN output projections start at zero
     value_embedding: bool = False  # a second token embedding, added (scaled) to every layer's values
+    unet_skips: bool = False      # layer i's output is added (scaled) to the input of layer n-1-i
+    token_shift: bool = False     # each position's embedding gets the previous token's, times a learned gate
+    canon: bool = False           # each attention and FFN input gets the previous 3 positions', per channel
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -889,8 +931,10 @@ class TransformerLM(nn.Module):
     State-dict keys are the assignment's: token_embeddings.weight, layers.{i}.attn.{q,k,v,output}_proj.weight,
     layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
     lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu"|"relu2";
-    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj, value_embedding (see ``ModelConfig``);
-    the last adds value_embeddings.weight (vocab, d_model) and layers.{i}.attn.value_scale.
+    the leaderboard's switches qk_norm, logit_softcap, zero_init_proj, value_embedding, unet_skips,
+    token_shift, canon (see ``ModelConfig``); value_embedding adds value_embeddings.weight (vocab, d_model)
+    and layers.{i}.attn.value_scale, unet_skips skip_weights (num_layers // 2), token_shift shift_gate
+    (d_model), canon layers.{i}.canon_attn and layers.{i}.canon_ffn (3 d_model each).
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
@@ -899,11 +943,14 @@ class TransformerLM(nn.Module):
                  ffn: FFN = ModelConfig.ffn, tie_embeddings: bool = ModelConfig.tie_embeddings,
                  qk_norm: bool = ModelConfig.qk_norm, logit_softcap: float = ModelConfig.logit_softcap,
                  zero_init_proj: bool = ModelConfig.zero_init_proj,
-                 value_embedding: bool = ModelConfig.value_embedding, device=None, dtype=None):
+                 value_embedding: bool = ModelConfig.value_embedding, unet_skips: bool = ModelConfig.unet_skips,
+                 token_shift: bool = ModelConfig.token_shift, canon: bool = ModelConfig.canon, device=None,
+                 dtype=None):
         super().__init__()
         settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
                                positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
-                               bool(zero_init_proj), bool(value_embedding)).check()
+                               bool(zero_init_proj), bool(value_embedding), bool(unet_skips), bool(token_shift),
+                               bool(canon)).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
@@ -913,7 +960,7 @@ class TransformerLM(nn.Module):
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
                              positional=positional, ffn=ffn, qk_norm=qk_norm, zero_init_proj=zero_init_proj,
-                             value_embedding=value_embedding, device=device, dtype=dtype)
+                             value_embedding=value_embedding, canon=canon, device=device, dtype=dtype)
             for _ in range(num_layers)
         )
         self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None
@@ -922,6 +969,11 @@ class TransformerLM(nn.Module):
             self.token_embeddings.weight = self.lm_head.weight  # one matrix, Linear's init (see above)
         # drawn last, so that every other weight is the one the model without it draws
         self.value_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype) if value_embedding else None
+        # unet_skips: one weight per pair (the first half's outputs feed the second half's inputs, mirrored)
+        self.skip_weights = (nn.Parameter(torch.ones(num_layers // 2, device=device, dtype=dtype))
+                             if unet_skips else None)
+        # token_shift: a gate per channel, 0 at first, so that the model starts as the one without it
+        self.shift_gate = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype)) if token_shift else None
 
     @classmethod
     def from_config(cls, config: ModelConfig, *, device=None, dtype=None) -> TransformerLM:
@@ -941,9 +993,16 @@ class TransformerLM(nn.Module):
                 f"truncate it to the last {self.context_length - start} tokens or build a longer-context model"
             )
         x = self.token_embeddings(token_ids)
+        if self.shift_gate is not None:  # token_shift: x[:, t] + shift_gate * x[:, t-1]
+            x = mix_previous(x, self.shift_gate.view(1, -1), kv_cache, "embedding")
         value_embeds = self.value_embeddings(token_ids) if self.value_embeddings is not None else None
+        skips, n = [], len(self.layers)
         for i, layer in enumerate(self.layers):
+            if self.skip_weights is not None and i >= n - len(self.skip_weights):
+                x = x + self.skip_weights[n - 1 - i] * skips.pop()
             x = layer(x, None, kv_cache, i, value_embeds)
+            if self.skip_weights is not None and i < len(self.skip_weights):
+                skips.append(x)
         if kv_cache is not None:
             kv_cache.advance(seq)
         if self.ln_final is not None:

@@ -483,9 +483,9 @@ assert torch.allclose(full, incremental, atol=1e-5)
 # ## The leaderboard recipe's switches
 #
 # The leaderboard asks for the lowest loss in a fixed training time, so a step that learns more is
-# worth as much as a cheaper one. Recent speed-run recipes make five changes for that; they are
-# built into notebook 02's classes, each off by default, and then the model is exactly notebook
-# 02's.
+# worth as much as a cheaper one. Recent speed-run recipes make changes like the eight below; they
+# are built into notebook 02's classes, each off by default, and then the model is exactly
+# notebook 02's.
 # * `qk_norm=True`: RMSNorm (a learned gain per head dimension) on each head's queries and keys, before
 #   RoPE. The scores stay bounded, so the softmax cannot saturate and higher learning rates stay
 #   stable (OLMo 2, Gemma 3).
@@ -500,16 +500,29 @@ assert torch.allclose(full, incremental, atol=1e-5)
 #   times a learned scale per layer (0.5 at first), to that token's attention values in every
 #   layer (modded-nanoGPT's value embeddings). The values get the token's identity straight from
 #   the input, a cheap lookup that costs no matmul FLOPs; it adds `vocab × d_model` parameters.
+# * `unet_skips=True`: the output of block $i$ in the first half is added, times a learned weight
+#   (1 at first), to the input of its mirror block $n-1-i$ in the second half (modded-nanoGPT's
+#   U-net skips): the late layers see the early representations directly. $\lfloor n/2\rfloor$ numbers.
+# * `token_shift=True`: each position's embedding gets the previous position's, times a learned gate
+#   per channel (0 at first): $x_t \leftarrow x_t + g \odot x_{t-1}$ (RWKV's token shift, the
+#   "smear" of recent speed runs), so the first layer already sees bigrams. The KV cache keeps the
+#   last embedding of each call for the next one.
+# * `canon=True`: the same idea inside every block: the attention's and the FFN's (normalised)
+#   inputs each get the previous three positions' inputs mixed in, a weight per channel and offset,
+#   0 at first (a causal depthwise convolution of width 4 with a residual: the "Canon layers" of
+#   Allen-Zhu's *Physics of Language Models*, part 4.1). A few multiply-adds per element, no matmul.
 #
 # Checks: the KV cache still decodes exactly, every weight gets a gradient, softcapped logits are
 # $c\tanh(\cdot/c)$ of the same weights' logits, zero-initialised blocks start as the identity,
-# and value embeddings with every scale at 0 give the plain model's logits.
+# value embeddings with every scale at 0 give the plain model's logits, and so do a token shift and
+# canon mixes whose weights are still 0.
 # Whether they help at equal training time is for the CPU ablations (notebook 06).
 
 # %%
 kw = dict(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
 for switch in ({"qk_norm": True}, {"ffn": "relu2"}, {"logit_softcap": 2.0}, {"zero_init_proj": True},
-               {"value_embedding": True}):
+               {"value_embedding": True}, {"unet_skips": True}, {"token_shift": True},
+               {"canon": True}):
     m = TransformerLM(**kw, **switch)
     logits, cache = m(ids), m.new_kv_cache()
     with torch.no_grad():
@@ -527,6 +540,10 @@ with torch.no_grad():
     for layer in valued.layers:
         layer.attn.value_scale.zero_()
 assert torch.allclose(valued(ids), model(ids), atol=1e-6)
+for switch in ({"token_shift": True}, {"canon": True}):
+    mixed = TransformerLM(**kw, **switch)
+    mixed.load_state_dict(model.state_dict(), strict=False)  # the mixing weights stay at their initial 0
+    assert torch.allclose(mixed(ids), model(ids), atol=1e-6)
 
 
 # %% [markdown]

@@ -73,7 +73,7 @@ from __future__ import annotations
 import dataclasses
 
 from cs336_basics.model import ModelConfig  # the model's defaults and choices, defined once
-from cs336_basics.nn import default_d_ff
+from cs336_basics.nn import CANON_WIDTH, default_d_ff
 
 _REQUIRED = ModelConfig.SIZES
 _CHOICES = ModelConfig.choices()
@@ -141,9 +141,10 @@ def parameter_counts(config: dict) -> dict:
     """Trainable parameters per component, for one layer and in total.
 
     Keys: ``embedding``, ``attn_q``/``attn_k``/``attn_v``/``attn_o``, ``ffn_w1``/``ffn_w2``/``ffn_w3``,
-    ``norms`` (ln1 + ln2, + the q/k gains with ``qk_norm``), ``value_scale`` (1 with ``value_embedding``)
-    — these per layer —, ``final_norm``, ``lm_head`` (0 when tied), ``value_embedding`` (its table, or 0),
-    ``per_layer`` and ``total``.
+    ``norms`` (ln1 + ln2, + the q/k gains with ``qk_norm``), ``value_scale`` (1 with ``value_embedding``),
+    ``canon`` (canon_attn + canon_ffn, or 0) — these per layer —, ``final_norm``, ``lm_head`` (0 when
+    tied), ``value_embedding`` (its table, or 0), ``skip_weights`` (num_layers // 2 with ``unet_skips``),
+    ``shift_gate`` (d_model with ``token_shift``), ``per_layer`` and ``total``.
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> c = parameter_counts(cfg); c["per_layer"], c["total"]
@@ -159,13 +160,16 @@ def parameter_counts(config: dict) -> dict:
         "ffn_w1": d * f, "ffn_w2": f * d, "ffn_w3": d * f if cfg["ffn"] == "swiglu" else 0,
         "norms": (2 * d if has_norm else 0) + (2 * d // cfg["num_heads"] if cfg["qk_norm"] else 0),
         "value_scale": 1 if cfg["value_embedding"] else 0,
+        "canon": 2 * CANON_WIDTH * d if cfg["canon"] else 0,
     }
     # pre-norm ends with a final RMSNorm; post-norm blocks already end normalized, so it has none
     counts = {"embedding": v * d, **layer, "final_norm": d if cfg["norm"] == "pre" else 0,
-              "lm_head": 0 if cfg["tie_embeddings"] else v * d, "value_embedding": v * d if cfg["value_embedding"] else 0}
+              "lm_head": 0 if cfg["tie_embeddings"] else v * d, "value_embedding": v * d if cfg["value_embedding"] else 0,
+              "skip_weights": cfg["num_layers"] // 2 if cfg["unet_skips"] else 0,
+              "shift_gate": d if cfg["token_shift"] else 0}
     counts["per_layer"] = sum(layer.values())
     counts["total"] = counts["embedding"] + cfg["num_layers"] * counts["per_layer"] + counts["final_norm"] \
-        + counts["lm_head"] + counts["value_embedding"]
+        + counts["lm_head"] + counts["value_embedding"] + counts["skip_weights"] + counts["shift_gate"]
     return counts
 
 

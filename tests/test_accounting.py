@@ -24,6 +24,7 @@ CONFIGS = {
     "qk_norm_relu2": {**BASE, "qk_norm": True, "ffn": "relu2", "d_ff": None},  # the leaderboard switches
     "softcap_zero_init": {**BASE, "logit_softcap": 30.0, "zero_init_proj": True},
     "value_embedding": {**BASE, "value_embedding": True},
+    "unet_shift_canon": {**BASE, "num_layers": 5, "unet_skips": True, "token_shift": True, "canon": True},
 }
 
 
@@ -64,10 +65,13 @@ def test_parameter_counts_match_the_model(name):
         assert counts[key] == (0 if p is None else p.numel()), key
     norms = sum(p.numel() for n, p in params.items()
                 if n.startswith(("layers.0.ln", "layers.0.attn.q_norm", "layers.0.attn.k_norm")))
+    assert counts["canon"] == sum(p.numel() for n, p in params.items() if n.startswith("layers.0.canon_"))
     assert counts["norms"] == norms
     value_scale, table = params.get("layers.0.attn.value_scale"), params.get("value_embeddings.weight")
     assert counts["value_scale"] == (0 if value_scale is None else value_scale.numel())
     assert counts["value_embedding"] == (0 if table is None else table.numel())
+    for key in ("skip_weights", "shift_gate"):
+        assert counts[key] == (params[key].numel() if key in params else 0), key
     assert counts["embedding"] == params["token_embeddings.weight"].numel()
     assert counts["lm_head"] == (params["lm_head.weight"].numel() if "lm_head.weight" in params else 0)
 

@@ -1,4 +1,5 @@
-"""The leaderboard recipe's model switches: qk_norm, ffn="relu2", logit_softcap, zero_init_proj, value_embedding.
+"""The leaderboard recipe's model switches: qk_norm, ffn="relu2", logit_softcap, zero_init_proj, value_embedding,
+unet_skips, token_shift, canon.
 
 Each is off by default, and off is today's model (same seed, same weights, same logits); each one on
 matches an oracle built from torch.nn.functional, changes the computation, lets gradients through,
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from cs336_basics import cli
 from cs336_basics.config import ConfigError, config_to_toml, load_config
 from cs336_basics.model import ModelConfig, TransformerLM, softcap
-from cs336_basics.nn import default_d_ff
+from cs336_basics.nn import default_d_ff, mix_previous
 from cs336_basics.nn_utils import cross_entropy, linear_cross_entropy
 from cs336_basics.runs import load_model_from_run
 from cs336_basics.serialization import read_checkpoint
@@ -30,7 +31,9 @@ from tests.test_model import lm_oracle, rope_oracle
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "configs" / "smoke.toml"
 SIZES = dict(vocab_size=64, context_length=24, d_model=32, num_layers=2, num_heads=4)
-SWITCHES = {"qk_norm": True, "ffn": "relu2", "logit_softcap": 1.5, "zero_init_proj": True, "value_embedding": True}
+SWITCHES = {"qk_norm": True, "ffn": "relu2", "logit_softcap": 1.5, "zero_init_proj": True, "value_embedding": True,
+            "unet_skips": True, "token_shift": True, "canon": True}
+NEW_KEYS = ("qk_norm", "logit_softcap", "zero_init_proj", "value_embedding", "unet_skips", "token_shift", "canon")
 ONE_AT_A_TIME = [{k: v} for k, v in SWITCHES.items()]
 EACH_AND_ALL = ONE_AT_A_TIME + [SWITCHES]
 
@@ -53,16 +56,37 @@ def build(seed=0, randomize=False, **kw):
     return model
 
 
+def causal_conv_oracle(a, flat):
+    """a (batch, seq, d) plus its previous k positions times flat.view(k, d) (row j-1 for t-j), as a
+    depthwise F.conv1d over the left-padded sequence whose newest tap is 1."""
+    d = a.shape[-1]
+    w = flat.view(-1, d)
+    kernel = torch.cat([w.flip(0), torch.ones(1, d)]).T.unsqueeze(1)  # (d, 1, k + 1): taps t-k .. t
+    return F.conv1d(F.pad(a.transpose(1, 2), (len(w), 0)), kernel, groups=d).transpose(1, 2)
+
+
 def switched_lm_oracle(w, ids, num_layers, num_heads, qk_norm=False, ffn="swiglu", logit_softcap=0.0,
-                       zero_init_proj=False, value_embedding=False):
+                       zero_init_proj=False, value_embedding=False, unet_skips=False, token_shift=False,
+                       canon=False):
     """A pre-norm LM from F.* with the switches: RMSNorm on q and k per head, ReLU² MLP, softcap,
-    a second embedding table added (times a per-layer scale) to every layer's values."""
+    a second embedding table added (times a per-layer scale) to every layer's values, the first
+    half's block outputs added (scaled) to the mirrored second half's inputs, and the previous
+    position's embedding added (times a gate per channel) to each position's, and the previous three
+    positions mixed into every attention and FFN input."""
     x = F.embedding(ids, w["token_embeddings.weight"])
+    if token_shift:  # position t gets gate * x[t - 1]; position 0 gets nothing
+        x = x + w["shift_gate"] * F.pad(x, (0, 0, 1, 0))[:, :-1]
     d, h, pos = x.shape[-1], num_heads, torch.arange(ids.shape[1])
     split = lambda t: t.unflatten(-1, (h, d // h)).transpose(1, 2)
+    outputs = []
     for i in range(num_layers):
         p = lambda name: w[f"layers.{i}.{name}"]
+        mirror = num_layers - 1 - i
+        if unet_skips and mirror < num_layers // 2:
+            x = x + w["skip_weights"][mirror] * outputs[mirror]
         a = F.rms_norm(x, (d,), p("ln1.weight"), eps=1e-5)
+        if canon:
+            a = causal_conv_oracle(a, p("canon_attn"))
         q, k, v = (split(F.linear(a, p(f"attn.{n}_proj.weight"))) for n in "qkv")
         if value_embedding:
             v = v + p("attn.value_scale") * split(F.embedding(ids, w["value_embeddings.weight"]))
@@ -73,11 +97,14 @@ def switched_lm_oracle(w, ids, num_layers, num_heads, qk_norm=False, ffn="swiglu
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).flatten(-2)
         x = x + F.linear(o, p("attn.output_proj.weight"))
         f = F.rms_norm(x, (d,), p("ln2.weight"), eps=1e-5)
+        if canon:
+            f = causal_conv_oracle(f, p("canon_ffn"))
         if ffn == "relu2":
             inner = F.relu(F.linear(f, p("ffn.w1.weight"))) ** 2
         else:
             inner = F.silu(F.linear(f, p("ffn.w1.weight"))) * F.linear(f, p("ffn.w3.weight"))
         x = x + F.linear(inner, p("ffn.w2.weight"))
+        outputs.append(x)
     logits = F.linear(F.rms_norm(x, (d,), w["ln_final.weight"], eps=1e-5), w["lm_head.weight"])
     return logit_softcap * torch.tanh(logits / logit_softcap) if logit_softcap else logits
 
@@ -109,7 +136,8 @@ def test_off_is_todays_model_exactly():
 
 
 @pytest.mark.parametrize("switch", [{"qk_norm": True}, {"logit_softcap": 1.5}, {"zero_init_proj": True},
-                                    {"value_embedding": True}], ids=str)
+                                    {"value_embedding": True}, {"unet_skips": True}, {"token_shift": True},
+                                    {"canon": True}], ids=str)
 def test_a_switch_draws_the_same_random_weights(switch):
     """The switches add no random draws: every weight they share with today's model is equal."""
     base, switched = build().state_dict(), build(**switch).state_dict()
@@ -136,8 +164,8 @@ def test_switched_model_matches_oracle_and_shapes(kw):
 @pytest.mark.parametrize("kw", EACH_AND_ALL, ids=str)
 def test_each_switch_changes_the_computation(kw):
     ids = torch.randint(0, 64, (2, 16))
-    with torch.no_grad():
-        assert not torch.allclose(build()(ids), build(**kw)(ids), atol=1e-3)
+    with torch.no_grad():  # randomized: token_shift's gate starts at 0, where it changes nothing yet
+        assert not torch.allclose(build(randomize=True)(ids), build(randomize=True, **kw)(ids), atol=1e-3)
 
 
 def test_qk_norm_parameters_and_state_dict():
@@ -364,7 +392,7 @@ def test_chunked_loss_trains_like_the_whole_logits_loss_with_softcap(token_files
 
 def _strip_new_keys(run_dir: Path, checkpoint: bool = True) -> None:
     """Make a run folder look written before the switches existed: no new keys in config.toml or the checkpoint."""
-    new = ("qk_norm", "logit_softcap", "zero_init_proj", "value_embedding")
+    new = NEW_KEYS
     text = (run_dir / "config.toml").read_text()
     kept = [line for line in text.splitlines() if not line.split("=")[0].strip() in new]
     assert len(kept) == len(text.splitlines()) - len(new)
@@ -391,7 +419,7 @@ def test_a_checkpoint_from_before_the_switches_loads_and_resumes(token_files, tm
         assert torch.equal(model(ids), before(ids))
     # an old model.config dict (no new keys) rebuilds the same model
     old_kwargs = {k: v for k, v in before.config.items()
-                  if k not in ("qk_norm", "logit_softcap", "zero_init_proj", "value_embedding")}
+                  if k not in NEW_KEYS}
     twin = TransformerLM(**old_kwargs)
     twin.load_state_dict(read_checkpoint(run_dir / "checkpoints" / "latest.pt")["model"])
     assert twin.config == before.config
@@ -438,7 +466,7 @@ def test_a_pipeline_run_from_before_the_switches_is_still_up_to_date(tmp_path, c
     capsys.readouterr()
     _strip_new_keys(out, checkpoint=False)  # (rewriting it would make it another file than the one recorded)
     stages = json.loads((out / "stages.json").read_text())
-    for key in ("model.qk_norm", "model.logit_softcap", "model.zero_init_proj", "model.value_embedding"):
+    for key in (f"model.{k}" for k in NEW_KEYS):
         del stages["train"]["options"][key]
     (out / "stages.json").write_text(json.dumps(stages))
     assert cli.main(argv) == 0  # the same command: every stage up to date (the new switches are off)
@@ -469,3 +497,50 @@ def test_value_embedding_starts_from_the_table_and_its_scale():
         attn(x)
     with pytest.raises(ValueError, match="value_embeds"):
         plain.layers[0].attn(x, value_embeds=x)
+
+
+@pytest.mark.parametrize("num_layers", [1, 4, 5])
+def test_unet_skips_pair_each_early_output_with_its_mirror(num_layers):
+    """Layer i's output goes into layer n-1-i (n // 2 pairs; an odd middle layer and a single
+    layer have no partner), as the oracle computes; weights 1 at first."""
+    torch.manual_seed(0)
+    model = TransformerLM(**(SIZES | {"num_layers": num_layers}), unet_skips=True)
+    assert model.skip_weights.shape == (num_layers // 2,) and bool((model.skip_weights == 1).all())
+    with torch.no_grad():
+        model.skip_weights.uniform_(0.5, 1.5)
+    ids = torch.randint(0, 64, (2, 20))
+    w = {k: v.detach() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), switched_lm_oracle(w, ids, num_layers, 4, unet_skips=True))
+    assert model.num_parameters() == TransformerLM(**(SIZES | {"num_layers": num_layers})).num_parameters() \
+        + num_layers // 2
+
+
+def test_token_shift_starts_as_the_model_without_it_and_mixes_only_the_previous_token():
+    model, plain = build(token_shift=True), build()
+    assert model.shift_gate.shape == (32,) and not model.shift_gate.any()
+    ids = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), plain(ids))  # gate 0: the same model
+        model.shift_gate.fill_(1.0)
+        torch.testing.assert_close(model(ids), switched_lm_oracle(model.state_dict(), ids, 2, 4, token_shift=True))
+    assert model.num_parameters() == plain.num_parameters() + 32
+
+
+def test_canon_starts_as_the_model_without_it():
+    model, plain = build(canon=True), build()
+    extra = set(model.state_dict()) - set(plain.state_dict())
+    assert extra == {f"layers.{i}.canon_{s}" for i in range(2) for s in ("attn", "ffn")}
+    assert all(model.state_dict()[k].shape == (3 * 32,) and not model.state_dict()[k].any() for k in extra)
+    ids = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), plain(ids))
+    assert model.num_parameters() == plain.num_parameters() + 2 * 2 * 3 * 32
+
+
+def test_mix_previous_reaches_back_k_positions_and_no_further():
+    x = torch.zeros(1, 8, 2)
+    x[0, 2] = 1.0  # one impulse at position 2
+    out = mix_previous(x, torch.tensor([[0.5, 1.0], [0.25, 2.0], [0.125, 3.0]]))
+    assert out[0, :, 0].tolist() == [0, 0, 1, 0.5, 0.25, 0.125, 0, 0]
+    assert out[0, :, 1].tolist() == [0, 0, 1, 1, 2, 3, 0, 0]
