@@ -443,12 +443,13 @@ def test_leaderboard_preset():
     config = load_config(ROOT / "configs" / "leaderboard.toml")
     owt = load_config(ROOT / "configs" / "owt.toml")
     # the owt architecture with the switches that won at equal time on the CPU (writeup §7 leaderboard)
-    assert config.model == dataclasses.replace(owt.model, zero_init_proj=True, value_embedding=True)
+    assert config.model == dataclasses.replace(owt.model, zero_init_proj=True, value_embedding=True, token_shift=True)
     assert config.schedule.max_seconds == 5400 and config.schedule.max_steps >= 100_000
     assert config.optim == owt.optim and config.data == owt.data
     assert config.run.device == "auto" and config.run.compile and config.run.precision == "auto"
     text = (ROOT / "configs" / "leaderboard.toml").read_text()
-    for key in ("qk_norm", "logit_softcap", "zero_init_proj", "ffn", "value_embedding"):
+    for key in ("qk_norm", "logit_softcap", "zero_init_proj", "ffn", "value_embedding", "token_shift", "unet_skips",
+                "canon"):
         assert f"\n{key} = " in text  # listed, so they can be switched on
     assert "equal training time" in text
     assert math.isclose(config.schedule.warmup_steps / config.schedule.max_steps,
