@@ -69,17 +69,14 @@ def is_finite_number(x: object) -> bool:
 
 
 def series(records: Sequence[dict], key: str, x: str = "step") -> tuple[list[float], list[float]]:
-    """The (x, y) points of ``key`` over records that have both, skipping non-finite values.
+    """The (x, y) points of ``key`` over records that have both, skipping values that are not finite numbers.
 
-    >>> series([{"step": 0, "train/loss": 9.0}, {"step": 1}, {"step": 2, "train/loss": 7.5}], "train/loss")
-    ([0, 2], [9.0, 7.5])
+    >>> series([{"step": 0, "train/loss": 9.0}, {"step": 1}, {"step": 2, "train/loss": float("nan")},
+    ...         {"step": 3, "train/loss": "7.5"}, {"step": 4, "train/loss": 7.5}], "train/loss")
+    ([0, 4], [9.0, 7.5])
     """
-    xs, ys = [], []
-    for r in records:
-        if key in r and x in r and r[key] is not None and r[x] is not None and math.isfinite(r[key]):
-            xs.append(r[x])
-            ys.append(r[key])
-    return xs, ys
+    points = [(r[x], r[key]) for r in records if is_finite_number(r.get(x)) and is_finite_number(r.get(key))]
+    return [p[0] for p in points], [p[1] for p in points]
 
 
 def plot_learning_curves(
