@@ -315,9 +315,10 @@ def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str
         tensor([1.0000, 2.5000, 5.2500])
     """
     k, seq = weights.shape[0], x.shape[1]
-    before = x.new_zeros((x.shape[0], k, x.shape[2]))
     if kv_cache is not None and kv_cache.length:
         before = kv_cache.recent[key]
+    else:
+        before = x.new_zeros((x.shape[0], k, x.shape[2]))
     padded = torch.cat([before, x], dim=1)  # position t of x is padded[:, k + t]
     if kv_cache is not None:
         kv_cache.recent[key] = padded[:, -k:]
