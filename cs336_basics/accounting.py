@@ -82,7 +82,8 @@ def parameter_counts(config: dict) -> dict:
     ``norms`` (ln1 + ln2, + the q/k gains with ``qk_norm``), ``value_scale`` (1 with ``value_embedding``),
     ``canon`` (canon_attn + canon_ffn, or 0) — these per layer —, ``final_norm``, ``lm_head`` (0 when
     tied), ``value_embedding`` (its table, or 0), ``skip_weights`` (num_layers // 2 with ``unet_skips``),
-    ``shift_gate`` (d_model with ``token_shift``), ``per_layer`` and ``total``.
+    ``shift_gate`` (d_model with ``token_shift``), ``bigram_embedding`` (its table, bigram_buckets x
+    d_model or x bigram_dim, or 0), ``bigram_projection`` (d_model x bigram_dim), ``per_layer`` and ``total``.
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> c = parameter_counts(cfg); c["per_layer"], c["total"]
@@ -104,10 +105,13 @@ def parameter_counts(config: dict) -> dict:
     counts = {"embedding": v * d, **layer, "final_norm": d if cfg["norm"] == "pre" else 0,
               "lm_head": 0 if cfg["tie_embeddings"] else v * d, "value_embedding": v * d if cfg["value_embedding"] else 0,
               "skip_weights": cfg["num_layers"] // 2 if cfg["unet_skips"] else 0,
-              "shift_gate": d if cfg["token_shift"] else 0}
+              "shift_gate": d if cfg["token_shift"] else 0,
+              "bigram_embedding": cfg["bigram_buckets"] * (cfg["bigram_dim"] or d),
+              "bigram_projection": d * cfg["bigram_dim"]}
     counts["per_layer"] = sum(layer.values())
     counts["total"] = counts["embedding"] + cfg["num_layers"] * counts["per_layer"] + counts["final_norm"] \
-        + counts["lm_head"] + counts["value_embedding"] + counts["skip_weights"] + counts["shift_gate"]
+        + counts["lm_head"] + counts["value_embedding"] + counts["skip_weights"] + counts["shift_gate"] \
+        + counts["bigram_embedding"] + counts["bigram_projection"]
     return counts
 
 
@@ -139,8 +143,8 @@ def forward_flops(config: dict, batch_size: int = 1, seq_len: int | None = None,
 
     Keys (summed over layers): ``attn_qkv`` (Q, K, V projections), ``attn_scores`` (QKᵀ),
     ``attn_values`` (attention·V), ``attn_out`` (output projection), ``ffn_w1``, ``ffn_w2``,
-    ``ffn_w3`` (0 for the SiLU FFN), ``lm_head``, and the groups ``attention`` (the four above),
-    ``ffn`` and ``total``.
+    ``ffn_w3`` (0 for the SiLU FFN), ``lm_head``, ``bigram_projection`` (0 unless ``bigram_dim``), and
+    the groups ``attention`` (the four above), ``ffn`` and ``total``.
 
     >>> cfg = dict(vocab_size=100, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
     >>> f = forward_flops(cfg, batch_size=1); f["attn_scores"], f["lm_head"], f["total"]
@@ -162,10 +166,11 @@ def forward_flops(config: dict, batch_size: int = 1, seq_len: int | None = None,
         "ffn_w2": n * 2 * tokens * f * d,
         "ffn_w3": n * 2 * tokens * d * f if cfg["ffn"] == "swiglu" else 0,
         "lm_head": 2 * tokens * d * v,
+        "bigram_projection": 2 * tokens * cfg["bigram_dim"] * d,
     }
     flops["attention"] = flops["attn_qkv"] + flops["attn_scores"] + flops["attn_values"] + flops["attn_out"]
     flops["ffn"] = flops["ffn_w1"] + flops["ffn_w2"] + flops["ffn_w3"]
-    flops["total"] = flops["attention"] + flops["ffn"] + flops["lm_head"]
+    flops["total"] = flops["attention"] + flops["ffn"] + flops["lm_head"] + flops["bigram_projection"]
     return flops
 
 

@@ -9,7 +9,7 @@
     >>> config_from_dict({}, ["optim.learning_rate=1"])
     Traceback (most recent call last):
     ...
-    cs336_basics.config.ConfigError: unknown config key optim.learning_rate; [optim] has lr, beta1, beta2, eps, weight_decay, grad_clip, embedding_lr_scale, head_lr_scale, ema_halflife
+    cs336_basics.config.ConfigError: unknown config key optim.learning_rate; [optim] has lr, beta1, beta2, eps, weight_decay, grad_clip, embedding_lr_scale, head_lr_scale, bigram_lr_scale, bigram_weight_decay, ema_halflife
 
 The sections are ``[model]`` (``model.ModelConfig``, the same dataclass the model is built from),
 ``[optim]``, ``[schedule]``, ``[data]`` and ``[run]``. Every field has a type and a default; a
@@ -49,6 +49,8 @@ class OptimConfig:
     # learning-rate multipliers (the schedule scales them alike); see train.optimizer_groups
     embedding_lr_scale: float = 1.0  # token embeddings (no weight decay when this is not 1)
     head_lr_scale: float = 1.0       # lm_head (and a tied embedding matrix); no weight decay when not 1
+    bigram_lr_scale: float = 0.0     # the bigram table (model.bigram_buckets); 0: embedding_lr_scale
+    bigram_weight_decay: float = 0.0  # its decoupled weight decay (shrinks it by lr * this a step)
     ema_halflife: float = 0.0  # > 0: also keep an average of the weights (WeightAverage, half-life in
                                # steps); validation logs it as val/ema_loss, load_model_from_run uses it
 
@@ -118,6 +120,7 @@ _POSITIVE = {("model", k) for k in ModelConfig.SIZES} | {
 }
 _NON_NEGATIVE = {("model", "d_ff"), ("model", "logit_softcap"), ("optim", "lr"), ("optim", "eps"), ("optim", "weight_decay"),
                  ("optim", "embedding_lr_scale"), ("optim", "head_lr_scale"), ("optim", "ema_halflife"),
+                 ("optim", "bigram_lr_scale"), ("optim", "bigram_weight_decay"),
                  ("optim", "grad_clip"), ("schedule", "warmup_steps"), ("schedule", "cosine_steps"),
                  ("schedule", "min_lr_ratio"), ("schedule", "max_seconds"), ("run", "num_threads"), ("run", "peak_flops"),
                  ("run", "loss_chunk_rows")}

@@ -791,7 +791,7 @@ from torch import nn
 from cs336_basics.nn import (FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff,
                              mix_previous)
 
-__all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "softcap"]
+__all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "bigram_buckets_of", "softcap"]
 
 # %% [markdown]
 # The KV cache makes decoding fast: past keys and values never change (attention is causal), so
@@ -891,6 +891,10 @@ class ModelConfig:
     unet_skips: bool = False      # layer i's output is added (scaled) to the input of layer n-1-i
     token_shift: bool = False     # each position's embedding gets the previous token's, times a learned gate
     canon: bool = False           # each attention and FFN input gets the previous 3 positions', per channel
+    bigram_buckets: int = 0       # > 0: a table of that many rows, looked up by a hash of (previous token,
+                                  # token), added to the embeddings (0 at first)
+    bigram_dim: int = 0           # the bigram table's width: 0, d_model; else rows that narrow, projected
+                                  # to d_model by a matrix (more rows for the same optimizer work)
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -913,6 +917,12 @@ class ModelConfig:
             raise ValueError(f"d_ff must be a positive integer (or 0 for the model's default), got {self.d_ff!r}")
         if not isinstance(self.logit_softcap, (int, float)) or not self.logit_softcap >= 0:
             raise ValueError(f"logit_softcap must be a number >= 0 (0: off), got {self.logit_softcap!r}")
+        if not isinstance(self.bigram_buckets, int) or isinstance(self.bigram_buckets, bool) or self.bigram_buckets < 0:
+            raise ValueError(f"bigram_buckets must be an integer >= 0 (0: off), got {self.bigram_buckets!r}")
+        if not isinstance(self.bigram_dim, int) or isinstance(self.bigram_dim, bool) or self.bigram_dim < 0:
+            raise ValueError(f"bigram_dim must be an integer >= 0 (0: d_model), got {self.bigram_dim!r}")
+        if self.bigram_dim and not self.bigram_buckets:
+            raise ValueError("bigram_dim sets the bigram table's width, so it needs bigram_buckets > 0 too")
         return self
 
     def as_kwargs(self) -> dict[str, Any]:
@@ -933,9 +943,11 @@ class TransformerLM(nn.Module):
     layers.{i}.ln1.weight, layers.{i}.ln2.weight, layers.{i}.ffn.{w1,w2,w3}.weight, ln_final.weight,
     lm_head.weight. Ablations: norm="pre"|"post"|"none", positional="rope"|"none", ffn="swiglu"|"silu"|"relu2";
     the leaderboard's switches qk_norm, logit_softcap, zero_init_proj, value_embedding, unet_skips,
-    token_shift, canon (see ``ModelConfig``); value_embedding adds value_embeddings.weight (vocab, d_model)
-    and layers.{i}.attn.value_scale, unet_skips skip_weights (num_layers // 2), token_shift shift_gate
-    (d_model), canon layers.{i}.canon_attn and layers.{i}.canon_ffn (3 d_model each).
+    token_shift, canon, bigram_buckets (see ``ModelConfig``); value_embedding adds value_embeddings.weight
+    (vocab, d_model) and layers.{i}.attn.value_scale, unet_skips skip_weights (num_layers // 2), token_shift
+    shift_gate (d_model), canon layers.{i}.canon_attn and layers.{i}.canon_ffn (3 d_model each),
+    bigram_buckets bigram_embeddings.weight (bigram_buckets, d_model), or with bigram_dim = r
+    (bigram_buckets, r) and bigram_projection.weight (d_model, r).
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
@@ -945,13 +957,14 @@ class TransformerLM(nn.Module):
                  qk_norm: bool = ModelConfig.qk_norm, logit_softcap: float = ModelConfig.logit_softcap,
                  zero_init_proj: bool = ModelConfig.zero_init_proj,
                  value_embedding: bool = ModelConfig.value_embedding, unet_skips: bool = ModelConfig.unet_skips,
-                 token_shift: bool = ModelConfig.token_shift, canon: bool = ModelConfig.canon, device=None,
-                 dtype=None):
+                 token_shift: bool = ModelConfig.token_shift, canon: bool = ModelConfig.canon,
+                 bigram_buckets: int = ModelConfig.bigram_buckets, bigram_dim: int = ModelConfig.bigram_dim,
+                 device=None, dtype=None):
         super().__init__()
         settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
                                positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
                                bool(zero_init_proj), bool(value_embedding), bool(unet_skips), bool(token_shift),
-                               bool(canon)).check()
+                               bool(canon), bigram_buckets, bigram_dim).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
@@ -975,6 +988,13 @@ class TransformerLM(nn.Module):
                              if unet_skips else None)
         # token_shift: a gate per channel, 0 at first, so that the model starts as the one without it
         self.shift_gate = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype)) if token_shift else None
+        # bigram_buckets: zeros, so that the model starts as the one without it (its gradient is not 0)
+        self.bigram_embeddings = self.bigram_projection = None
+        if bigram_buckets:
+            self.bigram_embeddings = Embedding(bigram_buckets, bigram_dim or d_model, device=device, dtype=dtype)
+            nn.init.zeros_(self.bigram_embeddings.weight)
+            if bigram_dim:  # random, so that the zero rows get a gradient through it
+                self.bigram_projection = Linear(bigram_dim, d_model, device=device, dtype=dtype)
 
     @classmethod
     def from_config(cls, config: ModelConfig, *, device=None, dtype=None) -> TransformerLM:
@@ -996,6 +1016,10 @@ class TransformerLM(nn.Module):
         x = self.token_embeddings(token_ids)
         if self.shift_gate is not None:  # token_shift: x[:, t] + shift_gate * x[:, t-1]
             x = mix_previous(x, self.shift_gate.view(1, -1), kv_cache, "embedding")
+        if self.bigram_embeddings is not None:  # a row per (previous token, token) pair, shared when hashes collide
+            rows = self.bigram_embeddings(bigram_buckets_of(token_ids, self.bigram_embeddings.weight.shape[0],
+                                                            kv_cache))
+            x = x + (rows if self.bigram_projection is None else self.bigram_projection(rows))
         value_embeds = self.value_embeddings(token_ids) if self.value_embeddings is not None else None
         skips, n = [], len(self.layers)
         for i, layer in enumerate(self.layers):
@@ -1020,9 +1044,31 @@ class TransformerLM(nn.Module):
         n = sum(p.numel() for p in params.values())
         if not include_embeddings and not self.config["tie_embeddings"]:
             n -= self.token_embeddings.weight.numel()
-        if not include_embeddings and self.value_embeddings is not None:
-            n -= self.value_embeddings.weight.numel()
+        for table in (self.value_embeddings, self.bigram_embeddings):
+            if not include_embeddings and table is not None:
+                n -= table.weight.numel()
         return n
+
+
+def bigram_buckets_of(token_ids: torch.Tensor, buckets: int, kv_cache: KVCache | None = None) -> torch.Tensor:
+    """The bigram_buckets switch's row for each position: a hash of (previous token, token) mod ``buckets``.
+
+    token_ids (batch, seq) -> (batch, seq) in [0, buckets). The first position's previous token is the
+    last one a KV cache has seen (kept in ``kv_cache.recent``), else none (hashed as -1), so decoding
+    one token at a time gives the rows a full forward does. The two multipliers are odd 32-bit
+    constants (Knuth's multiplicative hashing); products stay far inside int64.
+
+        >>> bigram_buckets_of(torch.tensor([[5, 7, 5, 7]]), 1000)   # the pair (5, 7) gets one row twice
+        tensor([[595, 631, 603, 631]])
+    """
+    if kv_cache is not None and kv_cache.length:
+        before = kv_cache.recent["bigram"]
+    else:
+        before = token_ids.new_full((token_ids.shape[0], 1), -1)
+    if kv_cache is not None:
+        kv_cache.recent["bigram"] = token_ids[:, -1:]
+    previous = torch.cat([before, token_ids[:, :-1]], dim=1).long()
+    return ((previous + 1) * 2654435761 ^ token_ids.long() * 2246822519) % buckets
 
 
 def softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:

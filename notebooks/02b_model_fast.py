@@ -444,7 +444,7 @@ for name, (fast, plain, inputs) in cases.items():
 # uses its real-arithmetic form, which the compiler fuses.
 
 # %%
-from cs336_basics.model import TransformerLM
+from cs336_basics.model import TransformerLM, bigram_buckets_of
 
 model = TransformerLM(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
 ids = torch.randint(0, 100, (3, 20))
@@ -483,7 +483,7 @@ assert torch.allclose(full, incremental, atol=1e-5)
 # ## The leaderboard recipe's switches
 #
 # The leaderboard asks for the lowest loss in a fixed training time, so a step that learns more is
-# worth as much as a cheaper one. Recent speed-run recipes make changes like the eight below; they
+# worth as much as a cheaper one. Recent speed-run recipes make changes like the nine below; they
 # are built into notebook 02's classes, each off by default, and then the model is exactly
 # notebook 02's.
 # * `qk_norm=True`: RMSNorm (a learned gain per head dimension) on each head's queries and keys, before
@@ -511,18 +511,27 @@ assert torch.allclose(full, incremental, atol=1e-5)
 #   inputs each get the previous three positions' inputs mixed in, a weight per channel and offset,
 #   0 at first (a causal depthwise convolution of width 4 with a residual: the "Canon layers" of
 #   Allen-Zhu's *Physics of Language Models*, part 4.1). A few multiply-adds per element, no matmul.
+# * `bigram_buckets=B`: a third table, of $B$ rows, whose row for each position is picked by a hash
+#   of the pair (previous token, token) and added to the embedding (0 at first). The token shift
+#   gives the first layer the previous token *linearly*; this table gives every frequent pair a
+#   vector of its own, so what follows "th" + "e" need not be computed from the two tokens'
+#   embeddings. Pairs whose hashes collide share a row (the frequent pair dominates it). A lookup,
+#   no matmul; $B \times d_\text{model}$ parameters, trained like the embeddings (the "bigram hash"
+#   embeddings of small-model speed runs, and hashed n-gram embeddings before them). With
+#   `bigram_dim=r` the rows are $r$ wide and a matrix projects them to $d_\text{model}$: more rows for
+#   the same optimizer work.
 #
 # Checks: the KV cache still decodes exactly, every weight gets a gradient, softcapped logits are
 # $c\tanh(\cdot/c)$ of the same weights' logits, zero-initialised blocks start as the identity,
-# value embeddings with every scale at 0 give the plain model's logits, and so do a token shift and
-# canon mixes whose weights are still 0.
+# value embeddings with every scale at 0 give the plain model's logits, and so do a token shift,
+# canon mixes and a bigram table whose weights are still 0.
 # Whether they help at equal training time is for the CPU ablations (notebook 06).
 
 # %%
 kw = dict(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
 for switch in ({"qk_norm": True}, {"ffn": "relu2"}, {"logit_softcap": 2.0}, {"zero_init_proj": True},
                {"value_embedding": True}, {"unet_skips": True}, {"token_shift": True},
-               {"canon": True}):
+               {"canon": True}, {"bigram_buckets": 64}, {"bigram_buckets": 64, "bigram_dim": 16}):
     m = TransformerLM(**kw, **switch)
     logits, cache = m(ids), m.new_kv_cache()
     with torch.no_grad():
@@ -540,10 +549,11 @@ with torch.no_grad():
     for layer in valued.layers:
         layer.attn.value_scale.zero_()
 assert torch.allclose(valued(ids), model(ids), atol=1e-6)
-for switch in ({"token_shift": True}, {"canon": True}):
+for switch in ({"token_shift": True}, {"canon": True}, {"bigram_buckets": 64}):
     mixed = TransformerLM(**kw, **switch)
     mixed.load_state_dict(model.state_dict(), strict=False)  # the mixing weights stay at their initial 0
     assert torch.allclose(mixed(ids), model(ids), atol=1e-6)
+print("bigram rows of", ids[0, :6].tolist(), "->", bigram_buckets_of(ids[:1, :6], 64)[0].tolist())
 
 
 # %% [markdown]

@@ -744,13 +744,22 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
     decay on matrices only: decaying RMSNorm gains towards 0 would fight the normalisation. And
     decoupled decay shrinks a weight by lr * weight_decay per step, so a group whose learning rate
     is scaled up (embeddings, head) gets no decay rather than a decay scaled up alike.
+
+    The bigram table (``model.bigram_buckets``) trains with the embeddings, unless
+    ``bigram_lr_scale`` or ``bigram_weight_decay`` is set: then it is a group of its own. Most of its
+    rows see a gradient on few steps, and Adam's momentum keeps moving a row for ~10 steps after
+    each one, so it may want a smaller rate, or a decay that forgets rows not seen for a while.
     """
     embedding = model.token_embeddings.weight
     head = model.lm_head.weight
     tied = embedding is head
-    value_table = getattr(model, "value_embeddings", None)  # the value_embedding switch's lookup table
-    tables = ([] if tied else [embedding]) + ([value_table.weight] if value_table is not None else [])
-    matrices = [p for p in model.parameters() if p.ndim >= 2 and all(p is not t for t in (head, *tables))]
+    value_table, bigram_table = (getattr(model, name, None) for name in ("value_embeddings", "bigram_embeddings"))
+    bigram_apart = bigram_table is not None and bool(o.bigram_lr_scale or o.bigram_weight_decay)
+    # the value_embedding and bigram_buckets switches' lookup tables, trained as embeddings
+    extra_tables = [value_table] + ([] if bigram_apart else [bigram_table])
+    tables = ([] if tied else [embedding]) + [table.weight for table in extra_tables if table is not None]
+    apart = [bigram_table.weight] if bigram_apart else []
+    matrices = [p for p in model.parameters() if p.ndim >= 2 and all(p is not t for t in (head, *tables, *apart))]
     gains = [p for p in model.parameters() if p.ndim < 2]
     groups = [
         {"params": matrices, "weight_decay": o.weight_decay, "lr_scale": 1.0},
@@ -761,6 +770,9 @@ def optimizer_groups(model: torch.nn.Module, o: OptimConfig) -> list[dict[str, A
     if tables:  # the embedding tables (the token one unless tied to the head)
         embedding_decay = o.weight_decay if o.embedding_lr_scale == 1.0 else 0.0
         groups.append({"params": tables, "weight_decay": embedding_decay, "lr_scale": o.embedding_lr_scale})
+    if apart:
+        groups.append({"params": apart, "weight_decay": o.bigram_weight_decay,
+                       "lr_scale": o.bigram_lr_scale or o.embedding_lr_scale})
     return [g for g in groups if g["params"]]
 
 

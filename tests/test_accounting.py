@@ -25,6 +25,8 @@ CONFIGS = {
     "softcap_zero_init": {**BASE, "logit_softcap": 30.0, "zero_init_proj": True},
     "value_embedding": {**BASE, "value_embedding": True},
     "unet_shift_canon": {**BASE, "num_layers": 5, "unet_skips": True, "token_shift": True, "canon": True},
+    "bigram": {**BASE, "bigram_buckets": 50},
+    "bigram_narrow": {**BASE, "bigram_buckets": 50, "bigram_dim": 8},
 }
 
 
@@ -70,6 +72,10 @@ def test_parameter_counts_match_the_model(name):
     value_scale, table = params.get("layers.0.attn.value_scale"), params.get("value_embeddings.weight")
     assert counts["value_scale"] == (0 if value_scale is None else value_scale.numel())
     assert counts["value_embedding"] == (0 if table is None else table.numel())
+    bigram_table = params.get("bigram_embeddings.weight")
+    assert counts["bigram_embedding"] == (0 if bigram_table is None else bigram_table.numel())
+    projection = params.get("bigram_projection.weight")
+    assert counts["bigram_projection"] == (0 if projection is None else projection.numel())
     for key in ("skip_weights", "shift_gate"):
         assert counts[key] == (params[key].numel() if key in params else 0), key
     assert counts["embedding"] == params["token_embeddings.weight"].numel()
@@ -104,6 +110,7 @@ def test_forward_flops_match_flop_counter(name, batch_size, seq_len):
     for w in ("w1", "w2", "w3"):
         assert ours[f"ffn_{w}"] == _module_flops(counter, f".ffn.{w}")
     assert ours["lm_head"] == _module_flops(counter, ".lm_head")
+    assert ours["bigram_projection"] == _module_flops(counter, ".bigram_projection")
 
 
 @pytest.mark.parametrize("seq_len", [64, 100, 150])

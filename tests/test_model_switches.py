@@ -1,5 +1,5 @@
 """The leaderboard recipe's model switches: qk_norm, ffn="relu2", logit_softcap, zero_init_proj, value_embedding,
-unet_skips, token_shift, canon.
+unet_skips, token_shift, canon, bigram_buckets.
 
 Each is off by default, and off is today's model (same seed, same weights, same logits); each one on
 matches an oracle built from torch.nn.functional, changes the computation, lets gradients through,
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from cs336_basics import cli
 from cs336_basics.config import ConfigError, config_to_toml, load_config
-from cs336_basics.model import ModelConfig, TransformerLM, softcap
+from cs336_basics.model import ModelConfig, TransformerLM, bigram_buckets_of, softcap
 from cs336_basics.nn import default_d_ff, mix_previous
 from cs336_basics.nn_utils import cross_entropy, linear_cross_entropy
 from cs336_basics.runs import load_model_from_run
@@ -32,10 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "configs" / "smoke.toml"
 SIZES = dict(vocab_size=64, context_length=24, d_model=32, num_layers=2, num_heads=4)
 SWITCHES = {"qk_norm": True, "ffn": "relu2", "logit_softcap": 1.5, "zero_init_proj": True, "value_embedding": True,
-            "unet_skips": True, "token_shift": True, "canon": True}
-NEW_KEYS = ("qk_norm", "logit_softcap", "zero_init_proj", "value_embedding", "unet_skips", "token_shift", "canon")
+            "unet_skips": True, "token_shift": True, "canon": True, "bigram_buckets": 16}
+NEW_KEYS = ("qk_norm", "logit_softcap", "zero_init_proj", "value_embedding", "unet_skips", "token_shift", "canon",
+            "bigram_buckets", "bigram_dim")
 ONE_AT_A_TIME = [{k: v} for k, v in SWITCHES.items()]
-EACH_AND_ALL = ONE_AT_A_TIME + [SWITCHES]
+NARROW_BIGRAMS = {"bigram_buckets": 16, "bigram_dim": 8}  # bigram_dim needs bigram_buckets
+EACH_AND_ALL = ONE_AT_A_TIME + [NARROW_BIGRAMS, SWITCHES | NARROW_BIGRAMS]
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +53,7 @@ def build(seed=0, randomize=False, **kw):
             for name, p in model.named_parameters():
                 if p.ndim == 1:
                     p.uniform_(0.5, 1.5)
-                elif name.endswith(("output_proj.weight", "w2.weight")) and not p.any():
+                elif name.endswith(("output_proj.weight", "w2.weight", "bigram_embeddings.weight")) and not p.any():
                     p.normal_(0.0, 0.1)
     return model
 
@@ -65,17 +67,33 @@ def causal_conv_oracle(a, flat):
     return F.conv1d(F.pad(a.transpose(1, 2), (len(w), 0)), kernel, groups=d).transpose(1, 2)
 
 
+def bigram_rows_oracle(ids, buckets):
+    """The bigram table's row per position, hashed one Python int at a time: the pair (previous
+    token + 1, token), with 0 standing for "no previous token" at the start of each sequence."""
+    rows = []
+    for sequence in ids.tolist():
+        previous, row = -1, []
+        for token in sequence:
+            row.append((((previous + 1) * 2654435761) ^ (token * 2246822519)) % buckets)
+            previous = token
+        rows.append(row)
+    return torch.tensor(rows)
+
+
 def switched_lm_oracle(w, ids, num_layers, num_heads, qk_norm=False, ffn="swiglu", logit_softcap=0.0,
                        zero_init_proj=False, value_embedding=False, unet_skips=False, token_shift=False,
-                       canon=False):
+                       canon=False, bigram_buckets=0, bigram_dim=0):
     """A pre-norm LM from F.* with the switches: RMSNorm on q and k per head, ReLU² MLP, softcap,
     a second embedding table added (times a per-layer scale) to every layer's values, the first
     half's block outputs added (scaled) to the mirrored second half's inputs, and the previous
     position's embedding added (times a gate per channel) to each position's, and the previous three
-    positions mixed into every attention and FFN input."""
+    positions mixed into every attention and FFN input, and a row of the bigram table per position."""
     x = F.embedding(ids, w["token_embeddings.weight"])
     if token_shift:  # position t gets gate * x[t - 1]; position 0 gets nothing
         x = x + w["shift_gate"] * F.pad(x, (0, 0, 1, 0))[:, :-1]
+    if bigram_buckets:
+        rows = F.embedding(bigram_rows_oracle(ids, bigram_buckets), w["bigram_embeddings.weight"])
+        x = x + (F.linear(rows, w["bigram_projection.weight"]) if bigram_dim else rows)
     d, h, pos = x.shape[-1], num_heads, torch.arange(ids.shape[1])
     split = lambda t: t.unflatten(-1, (h, d // h)).transpose(1, 2)
     outputs = []
@@ -137,7 +155,7 @@ def test_off_is_todays_model_exactly():
 
 @pytest.mark.parametrize("switch", [{"qk_norm": True}, {"logit_softcap": 1.5}, {"zero_init_proj": True},
                                     {"value_embedding": True}, {"unet_skips": True}, {"token_shift": True},
-                                    {"canon": True}], ids=str)
+                                    {"canon": True}, {"bigram_buckets": 16}], ids=str)
 def test_a_switch_draws_the_same_random_weights(switch):
     """The switches add no random draws: every weight they share with today's model is equal."""
     base, switched = build().state_dict(), build(**switch).state_dict()
@@ -275,7 +293,7 @@ def test_bf16_autocast_with_every_switch():
 def test_every_switch_compiles_as_one_graph_and_matches_eager():
     """torch.compile (the GPU presets' setting) traces the switched model and its loss without a graph break."""
     torch._dynamo.reset()
-    model = build(**SWITCHES)
+    model = build(**(SWITCHES | NARROW_BIGRAMS))
     ids = torch.randint(0, 64, (2, 16))
     explained = torch._dynamo.explain(lambda x, y: cross_entropy(model(x), y))(ids, ids)
     assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
@@ -545,3 +563,50 @@ def test_mix_previous_reaches_back_k_positions_and_no_further():
     out = mix_previous(x, torch.tensor([[0.5, 1.0], [0.25, 2.0], [0.125, 3.0]]))
     assert out[0, :, 0].tolist() == [0, 0, 1, 0.5, 0.25, 0.125, 0, 0]
     assert out[0, :, 1].tolist() == [0, 0, 1, 1, 2, 3, 0, 0]
+
+
+def test_bigram_table_starts_as_the_model_without_it_and_looks_up_hashed_pairs():
+    model, plain = build(bigram_buckets=16), build()
+    assert set(model.state_dict()) - set(plain.state_dict()) == {"bigram_embeddings.weight"}
+    assert model.bigram_embeddings.weight.shape == (16, 32) and not model.bigram_embeddings.weight.any()
+    ids = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), plain(ids))  # zeros: the same model
+    rows = bigram_buckets_of(ids, 16)
+    assert rows.shape == ids.shape and rows.dtype == torch.long and 0 <= rows.min() and rows.max() < 16
+    torch.testing.assert_close(rows, bigram_rows_oracle(ids, 16))
+    # a row depends on the pair only: the same pair anywhere gets the same row, a new previous token another
+    pair = torch.tensor([[3, 9, 4, 3, 9]])
+    assert bigram_buckets_of(pair, 4096)[0, 1] == bigram_buckets_of(pair, 4096)[0, 4]
+    assert bigram_buckets_of(torch.tensor([[5, 9]]), 4096)[0, 1] != bigram_buckets_of(pair, 4096)[0, 1]
+    assert model.num_parameters() == plain.num_parameters() + 16 * 32
+    assert model.num_parameters(include_embeddings=False) == plain.num_parameters(include_embeddings=False)
+
+
+def test_bigram_table_trains_as_an_embedding_and_its_size_is_checked():
+    from cs336_basics.config import OptimConfig
+    from cs336_basics.train import optimizer_groups
+    model = build(bigram_buckets=16, value_embedding=True)
+    groups = optimizer_groups(model, OptimConfig(embedding_lr_scale=15.0))
+    table_group = next(g for g in groups if any(p is model.bigram_embeddings.weight for p in g["params"]))
+    assert table_group["lr_scale"] == 15.0 and table_group["weight_decay"] == 0.0
+    assert any(p is model.token_embeddings.weight for p in table_group["params"])
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="bigram_buckets"):
+            ModelConfig(bigram_buckets=bad).check()
+        with pytest.raises(ValueError, match="bigram_dim"):
+            ModelConfig(bigram_buckets=8, bigram_dim=bad).check()
+    with pytest.raises(ValueError, match="needs bigram_buckets"):
+        ModelConfig(bigram_dim=8).check()
+
+
+def test_a_narrow_bigram_table_is_projected_and_starts_at_zero():
+    model, plain = build(**NARROW_BIGRAMS), build()
+    assert model.bigram_embeddings.weight.shape == (16, 8) and not model.bigram_embeddings.weight.any()
+    assert model.bigram_projection.weight.shape == (32, 8) and model.bigram_projection.weight.any()
+    ids = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), plain(ids))
+    assert model.num_parameters() == plain.num_parameters() + 16 * 8 + 32 * 8
+    # the projection is a hidden matrix (decayed, base rate); the table trains as an embedding
+    assert model.num_parameters(include_embeddings=False) == plain.num_parameters(include_embeddings=False) + 32 * 8
