@@ -19,9 +19,11 @@ def test_the_cpu_leaderboard_preset_is_cpu_web_with_the_kept_changes():
     web, leaderboard = flat(load_config(REPO / "configs" / "cpu_web.toml")), flat(load_config(REPO / "configs" / "cpu_leaderboard.toml"))
     changed = {key for key in web if web[key] != leaderboard[key]}
     assert changed == {"run.precision", "model.zero_init_proj", "model.value_embedding", "model.token_shift",
+                       "model.bigram_buckets", "optim.bigram_weight_decay",
                        "optim.lr", "schedule.max_seconds", "schedule.max_steps", "run.out_dir", "run.num_threads"}
     assert (leaderboard["run.precision"], leaderboard["model.zero_init_proj"], leaderboard["model.value_embedding"],
             leaderboard["model.token_shift"]) == ("bf16", True, True, True)
+    assert leaderboard["model.bigram_buckets"] > 0 and leaderboard["optim.bigram_weight_decay"] > 0
     assert leaderboard["schedule.max_seconds"] == 855  # the cpu preset's train time
     # max_steps is the clock's unit and a cap: above the steps two threads make, so time ends the run
     assert leaderboard["schedule.max_steps"] > web["schedule.max_steps"]
