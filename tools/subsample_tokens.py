@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"(e.g. uv run cs336 prepare cpu --data ../shared/data/english)")
     if args.dst.resolve() in (args.src.resolve(), source.resolve()):
         parser.error("dst must be another folder than src (it would overwrite the full token files)")
+    train = np.load(source / "train.npy", mmap_mode="r")
     try:
-        kept = subsample(np.load(source / "train.npy", mmap_mode="r"), args.every, args.block)
+        kept = subsample(train, args.every, args.block)
     except ValueError as err:
         parser.error(str(err))
     args.dst.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_path(args.dst / name) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, array)
-    print(f"{args.dst / 'train.npy'}: {len(kept):,} of {len(np.load(source / 'train.npy', mmap_mode='r')):,} "
+    print(f"{args.dst / 'train.npy'}: {len(kept):,} of {len(train):,} "
           f"training tokens (every {args.every} of {args.block:,}-token blocks); valid.npy copied")
     return 0
 
