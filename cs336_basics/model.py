@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cs336_basics.nn import (FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff,
-                             mix_previous)
+                             mix_previous, with_history)
 
 __all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "bigram_buckets_of", "softcap"]
 
@@ -278,13 +278,7 @@ def bigram_buckets_of(token_ids: torch.Tensor, buckets: int, kv_cache: KVCache |
         >>> bigram_buckets_of(torch.tensor([[5, 7, 5, 7]]), 1000)   # the pair (5, 7) gets one row twice
         tensor([[595, 631, 603, 631]])
     """
-    if kv_cache is not None and kv_cache.length:
-        before = kv_cache.recent["bigram"]
-    else:
-        before = token_ids.new_full((token_ids.shape[0], 1), -1)
-    if kv_cache is not None:
-        kv_cache.recent["bigram"] = token_ids[:, -1:]
-    previous = torch.cat([before, token_ids[:, :-1]], dim=1).long()
+    previous = with_history(token_ids, 1, kv_cache, "bigram", fill=-1)[:, :-1].long()
     return ((previous + 1) * 2654435761 ^ token_ids.long() * 2246822519) % buckets
 
 

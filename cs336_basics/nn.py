@@ -304,6 +304,26 @@ NORMS, POSITIONALS, FFNS = typing.get_args(Norm), typing.get_args(Positional), t
 CANON_WIDTH = 3  # how many previous positions the canon switch mixes in
 
 
+def with_history(x: torch.Tensor, k: int, kv_cache=None, key: str = "", fill: float = 0) -> torch.Tensor:
+    """x (batch, seq, ...) with the k positions before its first prepended: (batch, k + seq, ...).
+
+    Without a KV cache (or with an empty one) those positions hold ``fill``; with one, they are the
+    previous calls' last k, which the cache keeps under ``key`` and this call replaces with its own.
+    mix_previous (token_shift, canon) and the bigram rows share it, so decoding matches a full forward.
+
+        >>> with_history(torch.tensor([[3, 4]]), 1, fill=-1)
+        tensor([[-1,  3,  4]])
+    """
+    if kv_cache is not None and kv_cache.length:
+        before = kv_cache.recent[key]
+    else:
+        before = x.new_full((x.shape[0], k, *x.shape[2:]), fill)
+    padded = torch.cat([before, x], dim=1)
+    if kv_cache is not None:
+        kv_cache.recent[key] = padded[:, -k:]
+    return padded
+
+
 def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str = "") -> torch.Tensor:
     """``x[:, t] + sum_j weights[j - 1] * x[:, t - j]`` for j = 1..k: a causal depthwise convolution
     added to x, positions before the first counting as 0. x (batch, seq, d); weights (k, d).
@@ -315,13 +335,7 @@ def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str
         tensor([1.0000, 2.5000, 5.2500])
     """
     k, seq = weights.shape[0], x.shape[1]
-    if kv_cache is not None and kv_cache.length:
-        before = kv_cache.recent[key]
-    else:
-        before = x.new_zeros((x.shape[0], k, x.shape[2]))
-    padded = torch.cat([before, x], dim=1)  # position t of x is padded[:, k + t]
-    if kv_cache is not None:
-        kv_cache.recent[key] = padded[:, -k:]
+    padded = with_history(x, k, kv_cache, key)  # position t of x is padded[:, k + t]
     for j in range(1, k + 1):
         x = x + weights[j - 1] * padded[:, k - j : k - j + seq]
     return x

@@ -653,6 +653,26 @@ NORMS, POSITIONALS, FFNS = typing.get_args(Norm), typing.get_args(Positional), t
 CANON_WIDTH = 3  # how many previous positions the canon switch mixes in
 
 
+def with_history(x: torch.Tensor, k: int, kv_cache=None, key: str = "", fill: float = 0) -> torch.Tensor:
+    """x (batch, seq, ...) with the k positions before its first prepended: (batch, k + seq, ...).
+
+    Without a KV cache (or with an empty one) those positions hold ``fill``; with one, they are the
+    previous calls' last k, which the cache keeps under ``key`` and this call replaces with its own.
+    mix_previous (token_shift, canon) and the bigram rows share it, so decoding matches a full forward.
+
+        >>> with_history(torch.tensor([[3, 4]]), 1, fill=-1)
+        tensor([[-1,  3,  4]])
+    """
+    if kv_cache is not None and kv_cache.length:
+        before = kv_cache.recent[key]
+    else:
+        before = x.new_full((x.shape[0], k, *x.shape[2:]), fill)
+    padded = torch.cat([before, x], dim=1)
+    if kv_cache is not None:
+        kv_cache.recent[key] = padded[:, -k:]
+    return padded
+
+
 def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str = "") -> torch.Tensor:
     """``x[:, t] + sum_j weights[j - 1] * x[:, t - j]`` for j = 1..k: a causal depthwise convolution
     added to x, positions before the first counting as 0. x (batch, seq, d); weights (k, d).
@@ -664,13 +684,7 @@ def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str
         tensor([1.0000, 2.5000, 5.2500])
     """
     k, seq = weights.shape[0], x.shape[1]
-    if kv_cache is not None and kv_cache.length:
-        before = kv_cache.recent[key]
-    else:
-        before = x.new_zeros((x.shape[0], k, x.shape[2]))
-    padded = torch.cat([before, x], dim=1)  # position t of x is padded[:, k + t]
-    if kv_cache is not None:
-        kv_cache.recent[key] = padded[:, -k:]
+    padded = with_history(x, k, kv_cache, key)  # position t of x is padded[:, k + t]
     for j in range(1, k + 1):
         x = x + weights[j - 1] * padded[:, k - j : k - j + seq]
     return x
@@ -789,7 +803,7 @@ import torch
 from torch import nn
 
 from cs336_basics.nn import (FFN, Embedding, Linear, Norm, Positional, RMSNorm, TransformerBlock, default_d_ff,
-                             mix_previous)
+                             mix_previous, with_history)
 
 __all__ = ["KVCache", "ModelConfig", "TransformerBlock", "TransformerLM", "bigram_buckets_of", "softcap"]
 
@@ -1061,13 +1075,7 @@ def bigram_buckets_of(token_ids: torch.Tensor, buckets: int, kv_cache: KVCache |
         >>> bigram_buckets_of(torch.tensor([[5, 7, 5, 7]]), 1000)   # the pair (5, 7) gets one row twice
         tensor([[595, 631, 603, 631]])
     """
-    if kv_cache is not None and kv_cache.length:
-        before = kv_cache.recent["bigram"]
-    else:
-        before = token_ids.new_full((token_ids.shape[0], 1), -1)
-    if kv_cache is not None:
-        kv_cache.recent["bigram"] = token_ids[:, -1:]
-    previous = torch.cat([before, token_ids[:, :-1]], dim=1).long()
+    previous = with_history(token_ids, 1, kv_cache, "bigram", fill=-1)[:, :-1].long()
     return ((previous + 1) * 2654435761 ^ token_ids.long() * 2246822519) % buckets
 
 
