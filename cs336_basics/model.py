@@ -114,6 +114,8 @@ class ModelConfig:
                                   # token), added to the embeddings (0 at first)
     bigram_dim: int = 0           # the bigram table's width: 0, d_model; else rows that narrow, projected
                                   # to d_model by a matrix (more rows for the same optimizer work)
+    trigrams: bool = False        # with bigram_buckets: each position also adds the row of a hash of the
+                                  # two tokens before it and itself, from the same table (no new weights)
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -142,6 +144,8 @@ class ModelConfig:
             raise ValueError(f"bigram_dim must be an integer >= 0 (0: d_model), got {self.bigram_dim!r}")
         if self.bigram_dim and not self.bigram_buckets:
             raise ValueError("bigram_dim sets the bigram table's width, so it needs bigram_buckets > 0 too")
+        if self.trigrams and not self.bigram_buckets:
+            raise ValueError("trigrams adds rows from the bigram table, so it needs bigram_buckets > 0 too")
         return self
 
     def as_kwargs(self) -> dict[str, Any]:
@@ -164,7 +168,7 @@ class TransformerLM(nn.Module):
     (vocab, d_model) and layers.{i}.attn.value_scale, unet_skips skip_weights (num_layers // 2), token_shift
     shift_gate (d_model), canon layers.{i}.canon_attn and layers.{i}.canon_ffn (3 d_model each),
     bigram_buckets bigram_embeddings.weight (bigram_buckets, d_model), or with bigram_dim = r
-    (bigram_buckets, r) and bigram_projection.weight (d_model, r).
+    (bigram_buckets, r) and bigram_projection.weight (d_model, r); trigrams adds none.
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
@@ -176,12 +180,12 @@ class TransformerLM(nn.Module):
                  value_embedding: bool = ModelConfig.value_embedding, unet_skips: bool = ModelConfig.unet_skips,
                  token_shift: bool = ModelConfig.token_shift, canon: bool = ModelConfig.canon,
                  bigram_buckets: int = ModelConfig.bigram_buckets, bigram_dim: int = ModelConfig.bigram_dim,
-                 device=None, dtype=None):
+                 trigrams: bool = ModelConfig.trigrams, device=None, dtype=None):
         super().__init__()
         settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
                                positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
                                bool(zero_init_proj), bool(value_embedding), bool(unet_skips), bool(token_shift),
-                               bool(canon), bigram_buckets, bigram_dim).check()
+                               bool(canon), bigram_buckets, bigram_dim, bool(trigrams)).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
@@ -235,7 +239,9 @@ class TransformerLM(nn.Module):
             x = mix_previous(x, self.shift_gate.view(1, -1), kv_cache, "embedding")
         if self.bigram_embeddings is not None:  # a row per (previous token, token) pair, shared when hashes collide
             rows = self.bigram_embeddings(bigram_buckets_of(token_ids, self.bigram_embeddings.weight.shape[0],
-                                                            kv_cache))
+                                                            kv_cache, trigrams=self.config["trigrams"]))
+            if self.config["trigrams"]:  # (batch, seq, 2, width): the pair's row plus the triple's
+                rows = rows.sum(dim=2)
             x = x + (rows if self.bigram_projection is None else self.bigram_projection(rows))
         value_embeds = self.value_embeddings(token_ids) if self.value_embeddings is not None else None
         skips, n = [], len(self.layers)
@@ -267,19 +273,29 @@ class TransformerLM(nn.Module):
         return n
 
 
-def bigram_buckets_of(token_ids: torch.Tensor, buckets: int, kv_cache: KVCache | None = None) -> torch.Tensor:
+def bigram_buckets_of(token_ids: torch.Tensor, buckets: int, kv_cache: KVCache | None = None, *,
+                      trigrams: bool = False) -> torch.Tensor:
     """The bigram_buckets switch's row for each position: a hash of (previous token, token) mod ``buckets``.
 
-    token_ids (batch, seq) -> (batch, seq) in [0, buckets). The first position's previous token is the
-    last one a KV cache has seen (kept in ``kv_cache.recent``), else none (hashed as -1), so decoding
-    one token at a time gives the rows a full forward does. The two multipliers are odd 32-bit
-    constants (Knuth's multiplicative hashing); products stay far inside int64.
+    token_ids (batch, seq) -> (batch, seq) in [0, buckets); with ``trigrams``, (batch, seq, 2): the
+    pair's row, then the row of (token two back, previous token, token). Positions before the first
+    are the last ones a KV cache has seen (kept in ``kv_cache.recent``), else none (hashed as -1), so
+    decoding one token at a time gives the rows a full forward does. The multipliers are odd 32-bit
+    constants (Knuth's multiplicative hashing); products stay far inside int64. The token two back
+    enters as +2, never 0, so that a triple never hashes like the pair inside it.
 
         >>> bigram_buckets_of(torch.tensor([[5, 7, 5, 7]]), 1000)   # the pair (5, 7) gets one row twice
         tensor([[595, 631, 603, 631]])
     """
-    previous = with_history(token_ids, 1, kv_cache, "bigram", fill=-1)[:, :-1].long()
-    return ((previous + 1) * 2654435761 ^ token_ids.long() * 2246822519) % buckets
+    history = 2 if trigrams else 1
+    padded = with_history(token_ids, history, kv_cache, "bigram", fill=-1).long()
+    seq = token_ids.shape[1]
+    previous = padded[:, history - 1 : history - 1 + seq]
+    pairs = (previous + 1) * 2654435761 ^ token_ids.long() * 2246822519
+    if not trigrams:
+        return pairs % buckets
+    triples = (padded[:, :seq] + 2) * 3266489917 ^ pairs
+    return torch.stack([pairs, triples], dim=-1) % buckets
 
 
 def softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:

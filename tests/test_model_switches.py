@@ -34,10 +34,11 @@ SIZES = dict(vocab_size=64, context_length=24, d_model=32, num_layers=2, num_hea
 SWITCHES = {"qk_norm": True, "ffn": "relu2", "logit_softcap": 1.5, "zero_init_proj": True, "value_embedding": True,
             "unet_skips": True, "token_shift": True, "canon": True, "bigram_buckets": 16}
 NEW_KEYS = ("qk_norm", "logit_softcap", "zero_init_proj", "value_embedding", "unet_skips", "token_shift", "canon",
-            "bigram_buckets", "bigram_dim")
+            "bigram_buckets", "bigram_dim", "trigrams")
 ONE_AT_A_TIME = [{k: v} for k, v in SWITCHES.items()]
 NARROW_BIGRAMS = {"bigram_buckets": 16, "bigram_dim": 8}  # bigram_dim needs bigram_buckets
-EACH_AND_ALL = ONE_AT_A_TIME + [NARROW_BIGRAMS, SWITCHES | NARROW_BIGRAMS]
+TRIGRAMS = {"bigram_buckets": 16, "trigrams": True}  # so do trigrams
+EACH_AND_ALL = ONE_AT_A_TIME + [NARROW_BIGRAMS, TRIGRAMS, SWITCHES | NARROW_BIGRAMS | TRIGRAMS]
 
 
 @pytest.fixture(autouse=True)
@@ -67,32 +68,38 @@ def causal_conv_oracle(a, flat):
     return F.conv1d(F.pad(a.transpose(1, 2), (len(w), 0)), kernel, groups=d).transpose(1, 2)
 
 
-def bigram_rows_oracle(ids, buckets):
+def bigram_rows_oracle(ids, buckets, trigrams=False):
     """The bigram table's row per position, hashed one Python int at a time: the pair (previous
-    token + 1, token), with 0 standing for "no previous token" at the start of each sequence."""
+    token + 1, token), with 0 standing for "no previous token" at the start of each sequence; with
+    trigrams, (batch, seq, 2): also the triple (token two back + 2, previous token + 1, token)."""
     rows = []
     for sequence in ids.tolist():
-        previous, row = -1, []
+        two_back, previous, row = -1, -1, []
         for token in sequence:
-            row.append((((previous + 1) * 2654435761) ^ (token * 2246822519)) % buckets)
-            previous = token
+            pair = ((previous + 1) * 2654435761) ^ (token * 2246822519)
+            triple = ((two_back + 2) * 3266489917) ^ pair
+            row.append([pair % buckets, triple % buckets] if trigrams else pair % buckets)
+            two_back, previous = previous, token
         rows.append(row)
     return torch.tensor(rows)
 
 
 def switched_lm_oracle(w, ids, num_layers, num_heads, qk_norm=False, ffn="swiglu", logit_softcap=0.0,
                        zero_init_proj=False, value_embedding=False, unet_skips=False, token_shift=False,
-                       canon=False, bigram_buckets=0, bigram_dim=0):
+                       canon=False, bigram_buckets=0, bigram_dim=0, trigrams=False):
     """A pre-norm LM from F.* with the switches: RMSNorm on q and k per head, ReLU² MLP, softcap,
     a second embedding table added (times a per-layer scale) to every layer's values, the first
     half's block outputs added (scaled) to the mirrored second half's inputs, and the previous
     position's embedding added (times a gate per channel) to each position's, and the previous three
-    positions mixed into every attention and FFN input, and a row of the bigram table per position."""
+    positions mixed into every attention and FFN input, and a row of the bigram table per position
+    (two with trigrams: the pair's and the triple's, summed)."""
     x = F.embedding(ids, w["token_embeddings.weight"])
     if token_shift:  # position t gets gate * x[t - 1]; position 0 gets nothing
         x = x + w["shift_gate"] * F.pad(x, (0, 0, 1, 0))[:, :-1]
     if bigram_buckets:
-        rows = F.embedding(bigram_rows_oracle(ids, bigram_buckets), w["bigram_embeddings.weight"])
+        rows = F.embedding(bigram_rows_oracle(ids, bigram_buckets, trigrams), w["bigram_embeddings.weight"])
+        if trigrams:
+            rows = rows[:, :, 0] + rows[:, :, 1]
         x = x + (F.linear(rows, w["bigram_projection.weight"]) if bigram_dim else rows)
     d, h, pos = x.shape[-1], num_heads, torch.arange(ids.shape[1])
     split = lambda t: t.unflatten(-1, (h, d // h)).transpose(1, 2)
@@ -293,7 +300,7 @@ def test_bf16_autocast_with_every_switch():
 def test_every_switch_compiles_as_one_graph_and_matches_eager():
     """torch.compile (the GPU presets' setting) traces the switched model and its loss without a graph break."""
     torch._dynamo.reset()
-    model = build(**(SWITCHES | NARROW_BIGRAMS))
+    model = build(**(SWITCHES | NARROW_BIGRAMS | TRIGRAMS))
     ids = torch.randint(0, 64, (2, 16))
     explained = torch._dynamo.explain(lambda x, y: cross_entropy(model(x), y))(ids, ids)
     assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
@@ -598,6 +605,25 @@ def test_bigram_table_trains_as_an_embedding_and_its_size_is_checked():
             ModelConfig(bigram_buckets=8, bigram_dim=bad).check()
     with pytest.raises(ValueError, match="needs bigram_buckets"):
         ModelConfig(bigram_dim=8).check()
+
+
+def test_trigrams_add_a_second_hashed_row_from_the_same_table():
+    model, pairs_only = build(**TRIGRAMS), build(bigram_buckets=16)
+    assert set(model.state_dict()) == set(pairs_only.state_dict())  # no new weights
+    assert model.num_parameters() == pairs_only.num_parameters()
+    ids = torch.randint(0, 64, (2, 16))
+    rows = bigram_buckets_of(ids, 16, trigrams=True)
+    assert rows.shape == (2, 16, 2) and 0 <= rows.min() and rows.max() < 16
+    torch.testing.assert_close(rows, bigram_rows_oracle(ids, 16, trigrams=True))
+    torch.testing.assert_close(rows[..., 0], bigram_buckets_of(ids, 16))  # the pair's row is unchanged
+    # the triple's row depends on all three tokens: the same triple anywhere gets one row, another first token another
+    triple = torch.tensor([[3, 9, 4, 1, 3, 9, 4, 2, 9, 4]])
+    hashed = bigram_buckets_of(triple, 1 << 20, trigrams=True)[0, :, 1]
+    assert hashed[2] == hashed[6] and hashed[2] != hashed[9]
+    # no triple hashes as the pair inside it, even at the start, where there is no token two back
+    assert (bigram_buckets_of(triple, 1 << 20, trigrams=True).diff(dim=-1) != 0).all()
+    with pytest.raises(ValueError, match="needs bigram_buckets"):
+        ModelConfig(trigrams=True).check()
 
 
 def test_a_narrow_bigram_table_is_projected_and_starts_at_zero():
