@@ -116,6 +116,8 @@ class ModelConfig:
                                   # to d_model by a matrix (more rows for the same optimizer work)
     trigrams: bool = False        # with bigram_buckets: each position also adds the row of a hash of the
                                   # two tokens before it and itself, from the same table (no new weights)
+    dropout: float = 0.0          # while training, each block's attention and FFN outputs lose elements
+                                  # with this probability (the rest scaled up); no weights
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -144,6 +146,8 @@ class ModelConfig:
             raise ValueError(f"bigram_dim must be an integer >= 0 (0: d_model), got {self.bigram_dim!r}")
         if self.bigram_dim and not self.bigram_buckets:
             raise ValueError("bigram_dim sets the bigram table's width, so it needs bigram_buckets > 0 too")
+        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1) (0: off), got {self.dropout!r}")
         if self.trigrams and not self.bigram_buckets:
             raise ValueError("trigrams adds rows from the bigram table, so it needs bigram_buckets > 0 too")
         return self
@@ -168,7 +172,7 @@ class TransformerLM(nn.Module):
     (vocab, d_model) and layers.{i}.attn.value_scale, unet_skips skip_weights (num_layers // 2), token_shift
     shift_gate (d_model), canon layers.{i}.canon_attn and layers.{i}.canon_ffn (3 d_model each),
     bigram_buckets bigram_embeddings.weight (bigram_buckets, d_model), or with bigram_dim = r
-    (bigram_buckets, r) and bigram_projection.weight (d_model, r); trigrams adds none.
+    (bigram_buckets, r) and bigram_projection.weight (d_model, r); trigrams and dropout add none.
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
@@ -180,22 +184,24 @@ class TransformerLM(nn.Module):
                  value_embedding: bool = ModelConfig.value_embedding, unet_skips: bool = ModelConfig.unet_skips,
                  token_shift: bool = ModelConfig.token_shift, canon: bool = ModelConfig.canon,
                  bigram_buckets: int = ModelConfig.bigram_buckets, bigram_dim: int = ModelConfig.bigram_dim,
-                 trigrams: bool = ModelConfig.trigrams, device=None, dtype=None):
+                 trigrams: bool = ModelConfig.trigrams, dropout: float = ModelConfig.dropout, device=None, dtype=None):
         super().__init__()
         settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
                                positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
                                bool(zero_init_proj), bool(value_embedding), bool(unet_skips), bool(token_shift),
-                               bool(canon), bigram_buckets, bigram_dim, bool(trigrams)).check()
+                               bool(canon), bigram_buckets, bigram_dim, bool(trigrams), dropout).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
-        self.config = dataclasses.asdict(settings) | {"d_ff": d_ff, "logit_softcap": float(logit_softcap)}
+        self.config = dataclasses.asdict(settings) | {"d_ff": d_ff, "logit_softcap": float(logit_softcap),
+                                                      "dropout": float(dropout)}
         self.vocab_size, self.context_length, self.logit_softcap = vocab_size, context_length, float(logit_softcap)
         self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
                              positional=positional, ffn=ffn, qk_norm=qk_norm, zero_init_proj=zero_init_proj,
-                             value_embedding=value_embedding, canon=canon, device=device, dtype=dtype)
+                             value_embedding=value_embedding, canon=canon, dropout=dropout, device=device,
+                             dtype=dtype)
             for _ in range(num_layers)
         )
         self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None

@@ -341,6 +341,19 @@ def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str
     return x
 
 
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Each element zeroed with probability p, the rest scaled by 1 / (1 - p), so the mean is kept
+    (inverted dropout; the model applies it only while training). p = 0: x itself.
+
+        >>> dropout(torch.ones(4), 0.0)
+        tensor([1., 1., 1., 1.])
+    """
+    if not p:
+        return x
+    keep = torch.rand(x.shape, device=x.device) >= p  # float32 draws, whatever x's dtype
+    return x * keep / (1 - p)
+
+
 class TransformerBlock(nn.Module):
     """One Transformer block (pre-norm by default). (batch, seq, d_model) -> (batch, seq, d_model).
 
@@ -349,19 +362,20 @@ class TransformerBlock(nn.Module):
     d_model); ``qk_norm``, ``value_embedding`` (see the attention); ``zero_init_proj``: attn.output_proj
     and ffn.w2 start at 0; ``canon``: the attention's and the FFN's inputs each get the previous
     CANON_WIDTH positions' inputs mixed in (``mix_previous``, weights canon_attn and canon_ffn,
-    (CANON_WIDTH * d_model,) each, 0 at first).
+    (CANON_WIDTH * d_model,) each, 0 at first); ``dropout``: the attention's and the FFN's outputs
+    pass through ``dropout`` with that probability while the block trains (``block.train()``).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int | None = None, max_seq_len: int | None = None,
                  theta: float = 10000.0, *, norm: Norm = "pre", positional: Positional = "rope", ffn: FFN = "swiglu",
                  qk_norm: bool = False, zero_init_proj: bool = False, value_embedding: bool = False,
-                 canon: bool = False, device=None, dtype=None):
+                 canon: bool = False, dropout: float = 0.0, device=None, dtype=None):
         super().__init__()
         for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS),
                                      ("ffn", ffn, FFNS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        self.norm = norm
+        self.norm, self.dropout = norm, float(dropout)
         self.attn = CausalMultiHeadSelfAttention(d_model, num_heads, max_seq_len, theta, positional=positional,
                                                  qk_norm=qk_norm, value_embedding=value_embedding,
                                                  device=device, dtype=dtype)
@@ -379,9 +393,10 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
                 layer: int = 0, value_embeds: torch.Tensor | None = None) -> torch.Tensor:
-        attn = lambda a: self.attn(self.mix(a, self.canon_attn, kv_cache, f"{layer}.attn"), token_positions,
-                                   kv_cache, layer, value_embeds)
-        ffn = lambda f: self.ffn(self.mix(f, self.canon_ffn, kv_cache, f"{layer}.ffn"))
+        p = self.dropout if self.training else 0.0
+        attn = lambda a: dropout(self.attn(self.mix(a, self.canon_attn, kv_cache, f"{layer}.attn"), token_positions,
+                                           kv_cache, layer, value_embeds), p)
+        ffn = lambda f: dropout(self.ffn(self.mix(f, self.canon_ffn, kv_cache, f"{layer}.ffn")), p)
         if self.norm == "pre":
             x = x + attn(self.ln1(x))
             return x + ffn(self.ln2(x))

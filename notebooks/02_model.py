@@ -690,6 +690,19 @@ def mix_previous(x: torch.Tensor, weights: torch.Tensor, kv_cache=None, key: str
     return x
 
 
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Each element zeroed with probability p, the rest scaled by 1 / (1 - p), so the mean is kept
+    (inverted dropout; the model applies it only while training). p = 0: x itself.
+
+        >>> dropout(torch.ones(4), 0.0)
+        tensor([1., 1., 1., 1.])
+    """
+    if not p:
+        return x
+    keep = torch.rand(x.shape, device=x.device) >= p  # float32 draws, whatever x's dtype
+    return x * keep / (1 - p)
+
+
 class TransformerBlock(nn.Module):
     """One Transformer block (pre-norm by default). (batch, seq, d_model) -> (batch, seq, d_model).
 
@@ -698,19 +711,20 @@ class TransformerBlock(nn.Module):
     d_model); ``qk_norm``, ``value_embedding`` (see the attention); ``zero_init_proj``: attn.output_proj
     and ffn.w2 start at 0; ``canon``: the attention's and the FFN's inputs each get the previous
     CANON_WIDTH positions' inputs mixed in (``mix_previous``, weights canon_attn and canon_ffn,
-    (CANON_WIDTH * d_model,) each, 0 at first).
+    (CANON_WIDTH * d_model,) each, 0 at first); ``dropout``: the attention's and the FFN's outputs
+    pass through ``dropout`` with that probability while the block trains (``block.train()``).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int | None = None, max_seq_len: int | None = None,
                  theta: float = 10000.0, *, norm: Norm = "pre", positional: Positional = "rope", ffn: FFN = "swiglu",
                  qk_norm: bool = False, zero_init_proj: bool = False, value_embedding: bool = False,
-                 canon: bool = False, device=None, dtype=None):
+                 canon: bool = False, dropout: float = 0.0, device=None, dtype=None):
         super().__init__()
         for name, value, allowed in (("norm", norm, NORMS), ("positional", positional, POSITIONALS),
                                      ("ffn", ffn, FFNS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        self.norm = norm
+        self.norm, self.dropout = norm, float(dropout)
         self.attn = CausalMultiHeadSelfAttention(d_model, num_heads, max_seq_len, theta, positional=positional,
                                                  qk_norm=qk_norm, value_embedding=value_embedding,
                                                  device=device, dtype=dtype)
@@ -728,9 +742,10 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None, kv_cache=None,
                 layer: int = 0, value_embeds: torch.Tensor | None = None) -> torch.Tensor:
-        attn = lambda a: self.attn(self.mix(a, self.canon_attn, kv_cache, f"{layer}.attn"), token_positions,
-                                   kv_cache, layer, value_embeds)
-        ffn = lambda f: self.ffn(self.mix(f, self.canon_ffn, kv_cache, f"{layer}.ffn"))
+        p = self.dropout if self.training else 0.0
+        attn = lambda a: dropout(self.attn(self.mix(a, self.canon_attn, kv_cache, f"{layer}.attn"), token_positions,
+                                           kv_cache, layer, value_embeds), p)
+        ffn = lambda f: dropout(self.ffn(self.mix(f, self.canon_ffn, kv_cache, f"{layer}.ffn")), p)
         if self.norm == "pre":
             x = x + attn(self.ln1(x))
             return x + ffn(self.ln2(x))
@@ -911,6 +926,8 @@ class ModelConfig:
                                   # to d_model by a matrix (more rows for the same optimizer work)
     trigrams: bool = False        # with bigram_buckets: each position also adds the row of a hash of the
                                   # two tokens before it and itself, from the same table (no new weights)
+    dropout: float = 0.0          # while training, each block's attention and FFN outputs lose elements
+                                  # with this probability (the rest scaled up); no weights
 
     SIZES: ClassVar[tuple[str, ...]] = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
 
@@ -939,6 +956,8 @@ class ModelConfig:
             raise ValueError(f"bigram_dim must be an integer >= 0 (0: d_model), got {self.bigram_dim!r}")
         if self.bigram_dim and not self.bigram_buckets:
             raise ValueError("bigram_dim sets the bigram table's width, so it needs bigram_buckets > 0 too")
+        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1) (0: off), got {self.dropout!r}")
         if self.trigrams and not self.bigram_buckets:
             raise ValueError("trigrams adds rows from the bigram table, so it needs bigram_buckets > 0 too")
         return self
@@ -965,7 +984,7 @@ class TransformerLM(nn.Module):
     (vocab, d_model) and layers.{i}.attn.value_scale, unet_skips skip_weights (num_layers // 2), token_shift
     shift_gate (d_model), canon layers.{i}.canon_attn and layers.{i}.canon_ffn (3 d_model each),
     bigram_buckets bigram_embeddings.weight (bigram_buckets, d_model), or with bigram_dim = r
-    (bigram_buckets, r) and bigram_projection.weight (d_model, r); trigrams adds none.
+    (bigram_buckets, r) and bigram_projection.weight (d_model, r); trigrams and dropout add none.
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int, num_heads: int,
@@ -977,22 +996,24 @@ class TransformerLM(nn.Module):
                  value_embedding: bool = ModelConfig.value_embedding, unet_skips: bool = ModelConfig.unet_skips,
                  token_shift: bool = ModelConfig.token_shift, canon: bool = ModelConfig.canon,
                  bigram_buckets: int = ModelConfig.bigram_buckets, bigram_dim: int = ModelConfig.bigram_dim,
-                 trigrams: bool = ModelConfig.trigrams, device=None, dtype=None):
+                 trigrams: bool = ModelConfig.trigrams, dropout: float = ModelConfig.dropout, device=None, dtype=None):
         super().__init__()
         settings = ModelConfig(vocab_size, context_length, d_model, num_layers, num_heads, 0, float(rope_theta), norm,
                                positional, ffn, bool(tie_embeddings), bool(qk_norm), logit_softcap,
                                bool(zero_init_proj), bool(value_embedding), bool(unet_skips), bool(token_shift),
-                               bool(canon), bigram_buckets, bigram_dim, bool(trigrams)).check()
+                               bool(canon), bigram_buckets, bigram_dim, bool(trigrams), dropout).check()
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else int(d_ff)
         if d_ff <= 0:
             raise ValueError(f"d_ff must be a positive integer (or None for the default), got {d_ff}")
-        self.config = dataclasses.asdict(settings) | {"d_ff": d_ff, "logit_softcap": float(logit_softcap)}
+        self.config = dataclasses.asdict(settings) | {"d_ff": d_ff, "logit_softcap": float(logit_softcap),
+                                                      "dropout": float(dropout)}
         self.vocab_size, self.context_length, self.logit_softcap = vocab_size, context_length, float(logit_softcap)
         self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
                              positional=positional, ffn=ffn, qk_norm=qk_norm, zero_init_proj=zero_init_proj,
-                             value_embedding=value_embedding, canon=canon, device=device, dtype=dtype)
+                             value_embedding=value_embedding, canon=canon, dropout=dropout, device=device,
+                             dtype=dtype)
             for _ in range(num_layers)
         )
         self.ln_final = RMSNorm(d_model, device=device, dtype=dtype) if norm == "pre" else None

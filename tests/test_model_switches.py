@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from cs336_basics import cli
 from cs336_basics.config import ConfigError, config_to_toml, load_config
 from cs336_basics.model import ModelConfig, TransformerLM, bigram_buckets_of, softcap
-from cs336_basics.nn import default_d_ff, mix_previous
+from cs336_basics.nn import default_d_ff, dropout, mix_previous
 from cs336_basics.nn_utils import cross_entropy, linear_cross_entropy
 from cs336_basics.runs import load_model_from_run
 from cs336_basics.serialization import read_checkpoint
@@ -300,7 +300,7 @@ def test_bf16_autocast_with_every_switch():
 def test_every_switch_compiles_as_one_graph_and_matches_eager():
     """torch.compile (the GPU presets' setting) traces the switched model and its loss without a graph break."""
     torch._dynamo.reset()
-    model = build(**(SWITCHES | NARROW_BIGRAMS | TRIGRAMS))
+    model = build(**(SWITCHES | NARROW_BIGRAMS | TRIGRAMS), dropout=0.1)  # training mode: dropout draws too
     ids = torch.randint(0, 64, (2, 16))
     explained = torch._dynamo.explain(lambda x, y: cross_entropy(model(x), y))(ids, ids)
     assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
@@ -624,6 +624,27 @@ def test_trigrams_add_a_second_hashed_row_from_the_same_table():
     assert (bigram_buckets_of(triple, 1 << 20, trigrams=True).diff(dim=-1) != 0).all()
     with pytest.raises(ValueError, match="needs bigram_buckets"):
         ModelConfig(trigrams=True).check()
+
+
+def test_dropout_drops_while_training_only_and_keeps_the_mean():
+    model, plain = build(dropout=0.25), build()
+    assert set(model.state_dict()) == set(plain.state_dict()) and model.config["dropout"] == 0.25
+    ids = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        training = model(ids), model(ids)
+        assert not torch.allclose(training[0], training[1])  # a new mask each call
+        model.eval(), plain.eval()
+        assert torch.equal(model(ids), plain(ids))  # evaluating: the model without it
+    x = torch.ones(200_000)
+    dropped = dropout(x, 0.25)
+    assert abs((dropped == 0).float().mean().item() - 0.25) < 0.01  # ~p of the elements zeroed
+    torch.testing.assert_close(dropped.unique(), torch.tensor([0.0, 1 / 0.75]))  # kept ones scaled by 1 / (1 - p)
+    assert abs(dropped.mean().item() - 1) < 0.01
+    assert dropout(x, 0.0) is x
+    assert dropout(x.to(torch.bfloat16), 0.5).dtype == torch.bfloat16
+    for bad in (-0.1, 1.0, True, "0.1"):
+        with pytest.raises(ValueError, match="dropout"):
+            ModelConfig(dropout=bad).check()
 
 
 def test_a_narrow_bigram_table_is_projected_and_starts_at_zero():
