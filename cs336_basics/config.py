@@ -64,6 +64,8 @@ class ScheduleConfig:
     max_seconds: float = 0.0  # > 0: a wall-clock budget; the schedule follows elapsed / max_seconds instead
                               # of step / max_steps and the run stops at the first log step after it
                               # (max_steps stays an upper bound); 0: off
+    short_context_until: float = 0.0  # > 0: until this fraction of the schedule, each batch's windows are
+                              # cut in two, (2 x batch, context / 2): the same tokens, cheaper attention; 0: off
 
 
 @dataclass
@@ -167,6 +169,8 @@ def _validate(section: str, key: str, value: Any, typ: Any) -> None:
         raise ConfigError(f"{where} must be > 0, got {value!r}")
     if (section, key) in _NON_NEGATIVE and not value >= 0:
         raise ConfigError(f"{where} must be >= 0, got {value!r}")
+    if (section, key) == ("schedule", "short_context_until") and not 0 <= value <= 1:
+        raise ConfigError(f"{where} is a fraction of the schedule, in [0, 1] (0: off), got {value!r}")
     if key in ("beta1", "beta2") and not 0 <= value < 1:
         raise ConfigError(f"{where} must be in [0, 1), got {value!r}")
     if (section, key) == ("run", "out_dir") and not value.strip():  # "" would train into the current folder

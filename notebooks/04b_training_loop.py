@@ -616,15 +616,18 @@ def _resume(run: RunFolder, config: TrainConfig, model, optimizer, averager, bat
     return int(ckpt["iteration"]), float(ckpt.get("wallclock_s", 0.0)), ckpt.get("train_loss")
 
 
-def _accelerate(model, optimizer, d: Dist, device: torch.device, use_compile: bool):
-    """(the model to call, the loss to call): DDP under torchrun, then torch.compile if asked."""
+def _accelerate(model, optimizer, d: Dist, device: torch.device, use_compile: bool, two_shapes: bool = False):
+    """(the model to call, the loss to call): DDP under torchrun, then torch.compile if asked.
+
+    ``two_shapes`` (schedule.short_context_until): the batches change shape once, so the model is
+    compiled for each shape as it comes (dynamic=False), rather than once more for any shape."""
     loss_fn = cross_entropy
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if use_compile:  # after DDP, so the compiler can split the graph at DDP's gradient buckets
-        model = torch.compile(model)
+        model = torch.compile(model, dynamic=False if two_shapes else None)
         loss_fn = torch.compile(cross_entropy)  # fused: one pass over the (batch, seq, vocab) logits
         optimizer.compile_update()  # one fused pass over each parameter's state per step
     return model, loss_fn
@@ -717,10 +720,30 @@ def scheduled_lr(step: int, elapsed: float, o: OptimConfig, s: ScheduleConfig) -
     ((0.6281416799501187, False), (0.1, True))
     """
     min_lr, cosine_steps = o.lr * s.min_lr_ratio, s.cosine_steps or s.max_steps
-    if s.max_seconds <= 0:
-        return cosine_lr(step, o.lr, min_lr, s.warmup_steps, cosine_steps), False
-    at = min(elapsed / s.max_seconds, 1.0) * s.max_steps  # the time spent, in the schedule's steps
-    return cosine_lr(at, o.lr, min_lr, s.warmup_steps, cosine_steps), elapsed >= s.max_seconds
+    at = schedule_progress(step, elapsed, s) * s.max_steps  # the time spent, in the schedule's steps
+    return cosine_lr(at, o.lr, min_lr, s.warmup_steps, cosine_steps), 0 < s.max_seconds <= elapsed
+
+
+def schedule_progress(step: int, elapsed: float, s: ScheduleConfig) -> float:
+    """How far the schedule is: step / max_steps, or with a time budget elapsed / max_seconds (at most 1).
+
+    >>> schedule_progress(250, 0.0, ScheduleConfig(max_steps=1000)), schedule_progress(9, 90.0, ScheduleConfig(max_seconds=60.0))
+    (0.25, 1.0)
+    """
+    return step / s.max_steps if s.max_seconds <= 0 else min(elapsed / s.max_seconds, 1.0)
+
+
+def halve_windows(tokens: torch.Tensor) -> torch.Tensor:
+    """(batch, seq) -> (2 batch, seq / 2): each window cut into its two halves, in order (the
+    schedule.short_context_until switch: the same tokens a step, with half the attention span).
+
+    >>> halve_windows(torch.arange(8).view(2, 4))
+    tensor([[0, 1],
+            [2, 3],
+            [4, 5],
+            [6, 7]])
+    """
+    return tokens.reshape(-1, tokens.shape[1] // 2)
 
 
 # %% [markdown]
@@ -765,6 +788,9 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     if dc.batch_size % d.world_size:
         raise ConfigError(f"data.batch_size = {dc.batch_size} must be divisible by the number of processes ({d.world_size})")
+    if s.short_context_until and m.context_length % 2:
+        raise ConfigError(f"schedule.short_context_until cuts each window in two, so model.context_length must be even, "
+                          f"got {m.context_length}")
     local_batch = dc.batch_size // d.world_size
     rows = slice(d.rank * local_batch, (d.rank + 1) * local_batch)  # this rank's rows of each global batch
     _check_out_dir(run, resume)
@@ -785,7 +811,7 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
     if resume:
         start_step, wall_offset, train_loss = _resume(run, config, model, optimizer, averager, batch_rng, device)
     raw_model = model
-    model, loss_fn = _accelerate(model, optimizer, d, device, r.compile)
+    model, loss_fn = _accelerate(model, optimizer, d, device, r.compile, s.short_context_until > 0)
     chunked_loss = r.loss_chunk_rows > 0  # the model stops at its hidden states; the loss applies lm_head
 
     max_norm = o.grad_clip if o.grad_clip > 0 else math.inf
@@ -863,6 +889,8 @@ def _train(config: TrainConfig, resume: bool, d: Dist, device: torch.device) -> 
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]  # every group comes from optimizer_groups
                 x, y = batch_at(train_tokens, next_starts(step)[rows], m.context_length, device)
+                if schedule_progress(step, elapsed, s) < s.short_context_until:  # early on: short windows
+                    x, y = halve_windows(x), halve_windows(y)
                 with autocast():
                     out = model(x, return_hidden=chunked_loss)  # hidden states or logits
                 if chunked_loss:

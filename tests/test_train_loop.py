@@ -1,6 +1,7 @@
 """The training loop: configs, metrics, overfitting, exact resume, Ctrl-C, divergence, DDP, the CLI."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -97,6 +98,7 @@ def test_config_round_trips_through_toml(tmp_path):
     (["optim.beta2=1.0"], "optim.beta2 must be in \\[0, 1\\)"),
     (["optim.ema_halflife=-5"], "optim.ema_halflife must be >= 0"),
     (["run.precision=fp8"], "run.precision = 'fp8' is not one of auto, bf16, fp32"),
+    (["schedule.short_context_until=1.5"], "schedule.short_context_until is a fraction of the schedule"),
     (["lr=3"], "must look like section.key=value"),
     (["optim.lr"], "must look like section.key=value"),
 ])
@@ -317,6 +319,23 @@ def test_without_the_weight_average_nothing_changes(token_files, tmp_path):
     run_dir = train(smoke_config(token_files, tmp_path / "r", "schedule.max_steps=3", "run.eval_every=3"))
     assert not any("val/ema_loss" in r for r in read_metrics(run_dir))
     assert "ema" not in read_checkpoint(run_dir / "checkpoints" / "latest.pt")
+
+
+def test_short_context_until_cuts_the_first_batches_windows_in_two(token_files, tmp_path, monkeypatch):
+    shapes, forward = [], TransformerLM.forward
+
+    def recording(self, token_ids, *args, **kwargs):
+        if torch.is_grad_enabled():  # training steps, not the evaluations
+            shapes.append(tuple(token_ids.shape))
+        return forward(self, token_ids, *args, **kwargs)
+
+    monkeypatch.setattr(TransformerLM, "forward", recording)
+    run_dir = train(smoke_config(token_files, tmp_path / "r", "schedule.max_steps=6", "run.eval_every=6",
+                                 "schedule.short_context_until=0.5", "data.sampler=epoch"))
+    assert shapes == [(16, 8)] * 3 + [(8, 16)] * 3  # steps 0-2 (progress < 0.5): the same tokens, halved
+    assert all(math.isfinite(loss) for loss in train_losses(run_dir).values())
+    with pytest.raises(ConfigError, match="context_length must be even"):
+        train(smoke_config(token_files, tmp_path / "odd", "schedule.short_context_until=0.5", "model.context_length=15"))
 
 
 def test_epoch_sampler_with_too_little_data_fails_before_training(token_files, tmp_path):
