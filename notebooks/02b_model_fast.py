@@ -519,7 +519,11 @@ assert torch.allclose(full, incremental, atol=1e-5)
 #   no matmul; $B \times d_\text{model}$ parameters, trained like the embeddings (the "bigram hash"
 #   embeddings of small-model speed runs, and hashed n-gram embeddings before them). With
 #   `bigram_dim=r` the rows are $r$ wide and a matrix projects them to $d_\text{model}$: more rows for
-#   the same optimizer work.
+#   the same optimizer work. With `trigrams=True` each position also adds a second row of the same
+#   table, picked by a hash of the last three tokens: no new weights, more (and more colliding) keys.
+# * `dropout=p`: while the model trains (`model.train()`), each block's attention and FFN outputs lose
+#   each element with probability $p$ and the rest are scaled by $1/(1-p)$, so the mean stays; in
+#   `model.eval()` nothing is dropped. No weights; a remedy for data read more than once.
 #
 # Checks: the KV cache still decodes exactly, every weight gets a gradient, softcapped logits are
 # $c\tanh(\cdot/c)$ of the same weights' logits, zero-initialised blocks start as the identity,
@@ -531,7 +535,8 @@ assert torch.allclose(full, incremental, atol=1e-5)
 kw = dict(vocab_size=100, context_length=32, d_model=64, num_layers=2, num_heads=4)
 for switch in ({"qk_norm": True}, {"ffn": "relu2"}, {"logit_softcap": 2.0}, {"zero_init_proj": True},
                {"value_embedding": True}, {"unet_skips": True}, {"token_shift": True},
-               {"canon": True}, {"bigram_buckets": 64}, {"bigram_buckets": 64, "bigram_dim": 16}):
+               {"canon": True}, {"bigram_buckets": 64}, {"bigram_buckets": 64, "bigram_dim": 16},
+               {"bigram_buckets": 64, "trigrams": True}):
     m = TransformerLM(**kw, **switch)
     logits, cache = m(ids), m.new_kv_cache()
     with torch.no_grad():
@@ -554,6 +559,11 @@ for switch in ({"token_shift": True}, {"canon": True}, {"bigram_buckets": 64}):
     mixed.load_state_dict(model.state_dict(), strict=False)  # the mixing weights stay at their initial 0
     assert torch.allclose(mixed(ids), model(ids), atol=1e-6)
 print("bigram rows of", ids[0, :6].tolist(), "->", bigram_buckets_of(ids[:1, :6], 64)[0].tolist())
+print("with trigrams (pair row, triple row):", bigram_buckets_of(ids[:1, :4], 64, trigrams=True)[0].tolist())
+dropping = TransformerLM(**kw, dropout=0.1)
+dropping.load_state_dict(model.state_dict())
+assert not torch.allclose(dropping(ids), model(ids))  # training mode: masks drawn
+assert torch.allclose(dropping.eval()(ids), model(ids))  # evaluating: the same model (model has no dropout)
 
 
 # %% [markdown]

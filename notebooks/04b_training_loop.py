@@ -703,6 +703,10 @@ class _Window:
 # handout compares batch sizes at equal time): the fraction of the budget spent then plays the part
 # of step / max_steps, for the warm-up and the cosine alike, and the run stops at the first log step
 # after the budget, with a last evaluation and checkpoint as at max_steps (still an upper bound).
+# The same fraction can grow the context: with `schedule.short_context_until = f`, until the
+# schedule is at f each batch's windows are cut in two, (2 x batch, context / 2). A step reads the
+# same tokens but its attention spans half as far, so early steps, which learn mostly short-range
+# statistics anyway, cost less (the leaderboard screens in notebook 06 measure whether it pays).
 
 # %%
 #| export

@@ -517,7 +517,9 @@ if SCALE == "cpu":
 # %% [markdown]
 # A sixth session's bigram table gained early and lost most of it in the second epoch, which a
 # 400 s screen never reaches; `leaderboard_english_epochs` screens on a quarter of the English
-# tokens, which 400 s read about 1.6 times, as the full run reads all of them.
+# tokens, which 400 s read about 1.6 times, as the full run reads all of them. A seventh session
+# screened hashed triples (`model.trigrams`), dropout (`model.dropout`) and a growing context
+# (`schedule.short_context_until`) there.
 
 # %%
 # NBVAL_SKIP
@@ -545,8 +547,10 @@ if SCALE == "cpu":
 # canon mixes lost. On the English stand-in at two threads the recipe scores 1.511 at the English
 # data's rate 5e-3 (1.531 before the bigram table; the preset itself: 1.594 on the same clock,
 # earlier), but misses the goal of 1.50, which was set against the 1.548 the preset made on a
-# machine with faster float32 matmuls. A higher rate, more weight decay, three layers, a longer or
-# shorter context and batch 4 did not close the gap. No GPU run: no GPU was available (writeup §7).
+# machine with faster float32 matmuls (run again in a later session: 1.514). A higher rate, more
+# weight decay, three layers, a longer or shorter context, batch 4, hashed triples in the bigram table,
+# dropout and a context grown from 128 to 256 half-way did not close the gap. No GPU run: no GPU was
+# available (writeup §7).
 #
 # ## What this leaves
 #
