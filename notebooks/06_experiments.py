@@ -550,8 +550,7 @@ if SCALE == "cpu":
 # machine with faster float32 matmuls (run again in a later session: 1.514). A higher rate, more
 # weight decay, three layers, a longer or shorter context, batch 4, hashed triples in the bigram table,
 # dropout and a context grown from 128 to 256 half-way did not close the gap; given 980 s instead of
-# 855 (the steps it would make if the bigram table's updates cost nothing) it scores 1.505, so faster
-# table updates alone would not either. No GPU run: no GPU was available (writeup §7).
+# 855 (14% more steps) it scores 1.505, so faster steps alone would not either. No GPU run: no GPU was available (writeup §7).
 #
 # ## What this leaves
 #
